@@ -1,0 +1,307 @@
+"""Hardware config schemas: one pydantic model per kind of device, all with units in field names.
+
+A hardware YAML names its ``kind`` (gpu, npu, memory, bitserial) and carries a ``source`` that says
+where its numbers come from. Unknown keys are errors; sizes and rates must be positive.
+Each computing kind turns itself into roofline :class:`~sim.roofline.ceilings.Ceilings`.
+"""
+
+from __future__ import annotations
+
+
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
+
+from sim.config.loader import apply_overrides, load_yaml, validate_into
+from sim.config.paths import find_bundled
+from sim.errors import LlmsimError
+from sim.roofline.ceilings import Ceilings, MemoryLevel
+
+DType = Literal["fp64", "fp32", "tf32", "bf16", "fp16", "fp8", "fp4", "int8", "int4"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ComputePeaks(Strict):
+    """Peak throughput per dtype in TFLOP/s (TOP/s for integers), dense (no sparsity)."""
+
+    matmul_tflops: dict[DType, PositiveFloat] = Field(description="matrix (tensor-core) peak per dtype")
+    vector_tflops: dict[DType, PositiveFloat] = Field(
+        default_factory=dict, description="elementwise / reduction (CUDA-core) peak per dtype"
+    )
+
+
+class OnChipLevel(Strict):
+    name: str
+    capacity_kb: PositiveFloat
+    bw_gbps: PositiveFloat | None = None
+
+
+class MeasuredCeilings(Strict):
+    """Ceilings measured on real hardware; used by default when present."""
+
+    source: str
+    hbm_bw_gbps: PositiveFloat | None = None
+    matmul_tflops: dict[DType, PositiveFloat] = Field(default_factory=dict)
+    vector_tflops: dict[DType, PositiveFloat] = Field(default_factory=dict)
+
+
+class GpuConfig(Strict):
+    kind: Literal["gpu"]
+    name: str
+    description: str = ""
+    source: str
+    sm_count: PositiveInt
+    boost_freq_mhz: PositiveFloat
+    compute: ComputePeaks
+    hbm_bw_gbps: PositiveFloat
+    hbm_capacity_gb: PositiveFloat
+    on_chip: list[OnChipLevel] = Field(default_factory=list)
+    interconnect_bw_gbps: PositiveFloat | None = Field(None, description="per-GPU NVLink bandwidth")
+    kernel_overhead_us: float = Field(0.0, ge=0.0, description="fixed time added to every kernel")
+    measured: MeasuredCeilings | None = None
+
+    def ceilings(self, measured: bool = True) -> Ceilings:
+        mm = {k: v * 1e12 for k, v in self.compute.matmul_tflops.items()}
+        vec = {k: v * 1e12 for k, v in self.compute.vector_tflops.items()}
+        bw = self.hbm_bw_gbps * 1e9
+        mode = "datasheet"
+        notes: list[str] = []
+        if measured and self.measured is not None:
+            mode = "measured"
+            mm.update({k: v * 1e12 for k, v in self.measured.matmul_tflops.items()})
+            vec.update({k: v * 1e12 for k, v in self.measured.vector_tflops.items()})
+            if self.measured.hbm_bw_gbps:
+                bw = self.measured.hbm_bw_gbps * 1e9
+            notes.append(f"measured ceilings: {self.measured.source}")
+        levels = tuple(
+            MemoryLevel(l.name, l.capacity_kb * 1024, l.bw_gbps * 1e9 if l.bw_gbps else None) for l in self.on_chip
+        )
+        return Ceilings(
+            device=self.name,
+            mode=mode,
+            matmul_flops=mm,
+            vector_flops=vec,
+            mem_bw=bw,
+            kernel_overhead_s=self.kernel_overhead_us * 1e-6,
+            link_bw=self.interconnect_bw_gbps * 1e9 if self.interconnect_bw_gbps else None,
+            levels=levels,
+            notes=tuple(notes),
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Memory (HBM / PIM)
+
+
+class DramOrganization(Strict):
+    ranks: PositiveInt
+    bank_groups: PositiveInt
+    banks_per_group: PositiveInt
+    rows: PositiveInt
+    columns: PositiveInt
+    bus_width_bits: PositiveInt = Field(description="data bus width of one channel")
+    burst_length: PositiveInt
+    capacity_gb: PositiveFloat
+
+    @property
+    def banks_per_channel(self) -> int:
+        return self.ranks * self.bank_groups * self.banks_per_group
+
+
+class DramPower(Strict):
+    vdd_v: PositiveFloat
+    idd_ma: dict[str, PositiveFloat]
+
+
+class PimConfig(Strict):
+    """Per-bank PIM units (NeuPIMs / Newton style)."""
+
+    comp_coverage_macs: PositiveInt = Field(description="fp16 MACs per bank per COMP command")
+    dual_row_buffer: bool
+    gwrite_cycles: PositiveInt | None = None
+    tile_bytes_per_bank: PositiveInt | None = Field(None, description="one DRAM page per bank per PIM tile")
+
+
+class MemoryConfig(Strict):
+    kind: Literal["memory"]
+    name: str
+    standard: str
+    description: str = ""
+    source: str
+    tck_ps: PositiveFloat = Field(description="clock period in picoseconds")
+    channels: PositiveInt
+    organization: DramOrganization
+    timing_cycles: dict[str, Annotated[int, Field(ge=0)]]
+    power: DramPower | None = None
+    address_mapping: str
+    page_policy: Literal["open", "closed"] = "open"
+    refresh: Literal["all_bank", "per_bank", "none"] = "all_bank"
+    command_queue_depth: PositiveInt = 32
+    transaction_queue_depth: PositiveInt = 32
+    pim: PimConfig | None = None
+
+    @model_validator(mode="after")
+    def _timing_sane(self) -> "MemoryConfig":
+        t = self.timing_cycles
+        if "ras" in t and "rcdrd" in t and t["ras"] < t["rcdrd"]:
+            raise ValueError(f"timing_cycles.ras ({t['ras']}) must be >= timing_cycles.rcdrd ({t['rcdrd']})")
+        return self
+
+    @property
+    def freq_hz(self) -> float:
+        return 1e12 / self.tck_ps
+
+    @property
+    def channel_bw_bytes_per_s(self) -> float:
+        """Peak data rate of one channel: bus width x 2 transfers per clock (DDR)."""
+        return self.organization.bus_width_bits / 8 * 2 * self.freq_hz
+
+    @property
+    def peak_bw_bytes_per_s(self) -> float:
+        return self.channel_bw_bytes_per_s * self.channels
+
+    def ceilings(self, measured: bool = True) -> Ceilings:
+        raise LlmsimError(
+            f"{self.name}: kind: a memory config has no compute roof; give an npu, gpu or bitserial config"
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# NPU
+
+
+class SystolicConfig(Strict):
+    rows: PositiveInt
+    cols: PositiveInt
+    count: PositiveInt = Field(description="arrays per core")
+    dataflow: Literal["ws", "os", "is"]
+
+
+class VectorUnitConfig(Strict):
+    units: PositiveInt
+    lanes: PositiveInt
+    op_latency_cycles: dict[str, PositiveInt] = Field(default_factory=dict)
+
+
+class InterconnectConfig(Strict):
+    freq_mhz: PositiveFloat
+    latency_cycles: PositiveInt
+
+
+class NpuConfig(Strict):
+    kind: Literal["npu"]
+    name: str
+    description: str = ""
+    source: str
+    freq_mhz: PositiveFloat
+    cores: PositiveInt
+    systolic: SystolicConfig
+    vector: VectorUnitConfig
+    precision_bytes: PositiveInt
+    scratchpad_double_buffered: bool = True
+    interconnect: InterconnectConfig | None = None
+    memory: str = Field(description="bundled memory config name or path")
+
+    def memory_config(self) -> MemoryConfig:
+        mem = load_hw(self.memory)
+        if not isinstance(mem, MemoryConfig):
+            raise LlmsimError(f"{self.name}: memory: expected a memory config, found kind {mem.kind!r}")
+        return mem
+
+    def ceilings(self, measured: bool = True) -> Ceilings:
+        f = self.freq_mhz * 1e6
+        macs = self.cores * self.systolic.count * self.systolic.rows * self.systolic.cols
+        vec = self.cores * self.vector.units * self.vector.lanes
+        dtype = {2: "fp16", 1: "int8", 4: "fp32"}.get(self.precision_bytes, "fp16")
+        return Ceilings(
+            device=self.name,
+            mode="datasheet",
+            matmul_flops={dtype: 2 * macs * f},
+            vector_flops={dtype: vec * f},
+            mem_bw=self.memory_config().peak_bw_bytes_per_s,
+            notes=(f"{macs} MACs/cycle at {self.freq_mhz} MHz; memory {self.memory}",),
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Bit-serial accelerator (BitMoD)
+
+
+class PeArray(Strict):
+    rows: PositiveInt
+    cols: PositiveInt
+
+
+class BitSerialPe(Strict):
+    dot_size: PositiveInt = Field(description="lanes per PE (weights consumed in parallel)")
+    weight_bits_per_cycle: PositiveInt
+    energy_pj_per_cycle: PositiveFloat
+    area_um2: PositiveFloat
+    pnr_energy_factor: PositiveFloat = 1.0
+
+
+class SramBuffers(Strict):
+    weight_sram_kb: PositiveFloat
+    input_sram_kb: PositiveFloat
+    banks: PositiveInt
+
+
+class OffChipDram(Strict):
+    bw_bits_per_cycle: PositiveInt
+    energy_pj_per_64b: PositiveFloat
+
+
+class BitSerialConfig(Strict):
+    kind: Literal["bitserial"]
+    name: str
+    description: str = ""
+    source: str
+    freq_mhz: PositiveFloat
+    pe: BitSerialPe
+    arrays: dict[Literal["prefill", "decode"], PeArray]
+    buffers: SramBuffers
+    dram: OffChipDram
+
+    def ceilings(self, measured: bool = True) -> Ceilings:
+        f = self.freq_mhz * 1e6
+        pes = max(a.rows * a.cols for a in self.arrays.values())
+        # One weight term (weight_bits_per_cycle bits) per lane per cycle; the peak below is for
+        # the narrowest weights (1 cycle per weight) and Ceilings divides by cycles per weight.
+        peak = 2 * pes * self.pe.dot_size * f
+        return Ceilings(
+            device=self.name,
+            mode="datasheet",
+            matmul_flops={"fp16": peak},
+            vector_flops={"fp16": pes * f},
+            mem_bw=self.dram.bw_bits_per_cycle / 8 * f,
+            bitserial_bits_per_cycle=self.pe.weight_bits_per_cycle,
+            notes=(f"{pes} bit-serial PEs x {self.pe.dot_size} lanes at {self.freq_mhz} MHz",),
+        )
+
+
+HardwareConfig = Annotated[
+    Union[GpuConfig, NpuConfig, MemoryConfig, BitSerialConfig], Field(discriminator="kind")
+]
+
+
+def load_hw(name_or_path: str | Path, overrides: list[str] | None = None):
+    """Load a hardware config by bundled name (``h200``) or path, with ``--set`` overrides."""
+    path = find_bundled("hw_configs", str(name_or_path), "hardware config")
+    data = load_yaml(path)
+    if overrides:
+        data = apply_overrides(data, overrides, str(path))
+    kind = data.get("kind")
+    if kind not in ("gpu", "npu", "memory", "bitserial"):
+        raise LlmsimError(f"{path}: kind: expected one of gpu, npu, memory, bitserial, found {kind!r}")
+    model = {"gpu": GpuConfig, "npu": NpuConfig, "memory": MemoryConfig, "bitserial": BitSerialConfig}[kind]
+    return validate_into(model, data, path)
+
+
+def hw_ceilings(name_or_path: str | Path, measured: bool = True, overrides: list[str] | None = None) -> Ceilings:
+    return load_hw(name_or_path, overrides).ceilings(measured=measured)
+
+

@@ -1,0 +1,51 @@
+"""Model-zoo entries (``workloads/models/*.yaml``): which transformers config class to build, with
+which arguments, in which dtype, and which phases the model has.
+
+The numbers in ``config:`` are the published model's ``config.json`` values (each file names its
+source); nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from sim.config.loader import apply_overrides, load_yaml, validate_into
+from sim.config.paths import find_bundled, project_root
+
+Family = Literal["llama", "mistral", "mixtral", "opt", "phi", "gpt2", "bert"]
+
+
+class ModelSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    description: str = ""
+    source: str = Field(description="where the architecture numbers come from")
+    family: Family
+    dtype: Literal["float32", "float16", "bfloat16"] = "float16"
+    phases: list[Literal["prefill", "decode"]] = Field(default_factory=lambda: ["prefill", "decode"])
+    config: dict[str, Any] = Field(default_factory=dict, description="kwargs of the transformers config class")
+    weights_package: str | None = Field(None, description="pip package that ships real weights")
+    sentences: list[str] = Field(default_factory=list, description="real inputs for real-weight encoders")
+    tp_allreduce_after: list[str] = Field(
+        default_factory=list, description="module path suffixes whose output is all-reduced under --tp"
+    )
+    tp_shard_keys: list[str] = Field(
+        default_factory=list, description="config keys divided by --tp (heads, kv heads, FFN width)"
+    )
+    cpu_default: bool = Field(False, description="trace on the CPU with real tensors by default")
+
+
+def load_model_spec(name_or_path: str | Path, overrides: list[str] | None = None) -> ModelSpec:
+    path = find_bundled("workloads/models", str(name_or_path), "model")
+    data = load_yaml(path)
+    if overrides:
+        data = apply_overrides(data, overrides, str(path))
+    return validate_into(ModelSpec, data, path)
+
+
+def list_models() -> list[str]:
+    return sorted(p.stem for p in (project_root() / "workloads" / "models").glob("*.yaml"))

