@@ -23,7 +23,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.weak import WeakTensorKeyDictionary
 
 from sim.trace import costs
-from sim.trace.costs import Precision, dtype_name, flatten_tensors, unique_numel
+from sim.trace.costs import Precision, dtype_name, flatten_tensors
+from sim.trace.formulas import attention_cost
 from sim.trace.schema import Op
 
 _LAYER_RE = re.compile(r"\.(\d+)(?:\.|$)")
@@ -267,31 +268,19 @@ class Recorder(TorchDispatchMode):
         prec = self.precision
         b, h, lq, d = query.shape
         hkv, lk, dv = key.shape[1], key.shape[2], value.shape[-1]
-        past = max(lk - lq, 0) if self.phase == "decode" or lk > lq else 0
-        pairs = attention_pairs(lq, lk, causal, sliding_window)
-        flops_qk = 2.0 * b * h * pairs * d
-        flops_sv = 2.0 * b * h * pairs * dv
-        softmax_flops = 5.0 * b * h * pairs
-        # Distinct key positions read: a window hides the keys before the first query's window.
-        first_visible = max(0, lk - lq + 1 - sliding_window) if (sliding_window and causal) else 0
-        keys_read = lk - first_visible
-        cached_read = max(0, min(past, lk) - first_visible)
-        new_read = keys_read - cached_read
-        kv_tok_elems = b * hkv * (d + dv)
-        by_role = {"weight": 0.0, "activation": 0.0, "kv_read": 0.0, "kv_write": 0.0}
-        by_role["activation"] += prec.nbytes(query, "activation") + prec.nbytes(out, "activation")
-        act_bits = prec.bits(key, "activation")
-        kv_bits = prec.bits(key, "kv")
-        by_role["activation"] += new_read * kv_tok_elems * act_bits / 8
-        by_role["kv_read"] += cached_read * kv_tok_elems * kv_bits / 8
+        past = min(self.past_len, max(lk - lq, 0))
+        cost = attention_cost(b, h, hkv, lq, lk, d, dv, causal, sliding_window, past,
+                              prec.bits(key, "activation"), prec.bits(key, "kv"), prec.bits(query, "activation"))
+        by_role = {"weight": 0.0, "activation": cost.bytes_activation, "kv_read": cost.bytes_kv_read,
+                   "kv_write": 0.0}
         extra = {
             "batch": int(b), "heads": int(h), "kv_heads": int(hkv), "q_len": int(lq), "kv_len": int(lk),
-            "head_dim": int(d), "v_head_dim": int(dv), "causal": bool(causal), "pairs": int(pairs),
-            "sliding_window": sliding_window, "flops_qk": flops_qk, "flops_sv": flops_sv,
-            "softmax_flops": softmax_flops, "cached_tokens_read": int(cached_read),
+            "head_dim": int(d), "v_head_dim": int(dv), "causal": bool(causal), "pairs": int(cost.pairs),
+            "sliding_window": sliding_window, "flops_qk": cost.flops_qk, "flops_sv": cost.flops_sv,
+            "softmax_flops": cost.softmax_flops, "cached_tokens_read": int(cost.cached_tokens_read),
         }
         ins = [query, key, value]
-        self.ops.append(self._make_op("aten.scaled_dot_product_attention", "attention", flops_qk + flops_sv,
+        self.ops.append(self._make_op("aten.scaled_dot_product_attention", "attention", cost.flops,
                                       by_role, ins, [out], self._compute_dtype("gemm", ins, [out]), extra))
 
     def _emit_allreduce(self, module: str, out: torch.Tensor) -> None:
@@ -303,17 +292,3 @@ class Recorder(TorchDispatchMode):
         self.ops.append(self._make_op("comm.all_reduce", "allreduce", flops, by_role, [out], [out],
                                       dtype_name(out.dtype), extra, module=module))
 
-
-def attention_pairs(lq: int, lk: int, causal: bool, window: int | None) -> int:
-    """(query, key) pairs a kernel computes. Causal: query i (of lq, after lk-lq cached keys)
-    sees keys 0..lk-lq+i, at most ``window`` of them."""
-    if not causal or lq == 1 and not window:
-        return lq * lk if not causal else lk
-    past = lk - lq
-    total = 0
-    if window is None:
-        # sum_{i=0}^{lq-1} (past + i + 1)
-        return lq * past + lq * (lq + 1) // 2
-    for i in range(lq):
-        total += min(past + i + 1, window)
-    return total
