@@ -1,0 +1,311 @@
+"""The ``llmsim`` command line.
+
+Commands import what they need when they run (torch only in ``trace``), so ``llmsim --help`` is
+fast. Every user error is one line on stderr and exit code 2; every ``--json`` output is a single
+JSON object on stdout.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from sim.errors import LlmsimError
+
+PHASES = ["prefill", "decode", "generate"]
+TORCH_DTYPE_ALIASES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+SHORT_DTYPES = {v: k for k, v in TORCH_DTYPE_ALIASES.items()}
+
+
+def _emit_json(obj: Any) -> None:
+    def clean(x: Any) -> Any:
+        if isinstance(x, float) and (math.isinf(x) or math.isnan(x)):
+            return None
+        if isinstance(x, dict):
+            return {str(k): clean(v) for k, v in x.items()}
+        if isinstance(x, (list, tuple)):
+            return [clean(v) for v in x]
+        if hasattr(x, "item"):
+            return clean(x.item())
+        return x
+
+    click.echo(json.dumps(clean(obj)))
+
+
+def _model_options(f):
+    """The flags that describe one traced run (shared by ``trace`` and ``roofline``)."""
+    opts = [
+        click.option("--model", "-m", help="zoo model name (llmsim models) or path to a model YAML"),
+        click.option("--phase", type=click.Choice(PHASES), default="decode", show_default=True),
+        click.option("--batch", "-b", type=int, default=1, show_default=True, help="sequences in the batch"),
+        click.option("--seq-len", "-l", type=int, default=128, show_default=True,
+                     help="prompt tokens (prefill) or tokens already in the KV cache (decode)"),
+        click.option("--new-tokens", type=int, default=1, show_default=True, help="decode steps after prefill (generate)"),
+        click.option("--layers", type=int, default=None, help="trace only the first N decoder layers (no embedding / lm_head)"),
+        click.option("--tp", type=int, default=1, show_default=True, help="tensor-parallel degree (per-device trace)"),
+        click.option("--device", type=click.Choice(["auto", "meta", "cpu"]), default="auto", show_default=True,
+                     help="meta: shapes only; cpu: real tensors (small models)"),
+        click.option("--dtype", default=None,
+                     help="model dtype for tracing (float32/fp32, float16/fp16, bfloat16/bf16; default: the zoo "
+                          "entry's), or a single op's dtype (fp32, tf32, bf16, fp16, fp8, int8, int4; default bf16)"),
+        click.option("--weight-bits", type=float, default=None, help="bits per weight (sub-byte allowed)"),
+        click.option("--act-bits", type=float, default=None, help="bits per activation element"),
+        click.option("--kv-bits", type=float, default=None, help="bits per KV-cache element"),
+        click.option("--group-size", type=int, default=None, help="weights per quantization group"),
+        click.option("--group-meta-bits", type=float, default=0.0, show_default=True,
+                     help="metadata bits per group (scale, type selector)"),
+        click.option("--seed", type=int, default=0, show_default=True),
+        click.option("--model-set", "model_set", multiple=True, metavar="KEY.PATH=VALUE",
+                     help="override a field of the model YAML (repeatable)"),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+def _capture_from(kw: dict[str, Any]):
+    from sim.trace import capture
+
+    if not kw.get("model"):
+        raise LlmsimError("--model: required (expected a zoo model name; see `llmsim models`)")
+    return capture(
+        kw["model"], phase=kw["phase"], batch=kw["batch"], seq_len=kw["seq_len"], new_tokens=kw["new_tokens"],
+        layers=kw["layers"], tp=kw["tp"], device=kw["device"],
+        dtype=TORCH_DTYPE_ALIASES.get(kw["dtype"], kw["dtype"]), weight_bits=kw["weight_bits"],
+        act_bits=kw["act_bits"], kv_bits=kw["kv_bits"], group_size=kw["group_size"],
+        group_meta_bits=kw["group_meta_bits"], seed=kw["seed"], overrides=list(kw["model_set"]) or None,
+    )
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="llmsim")
+def cli() -> None:
+    """llmsim: trace LLMs from PyTorch, score them on hardware, simulate accelerators."""
+
+
+# ------------------------------------------------------------------------------------- trace
+@cli.command()
+@_model_options
+@click.option("--output", "-o", type=click.Path(dir_okay=False), default=None,
+              help="trace file (.json or .parquet); default out/traces/<model>_<phase>_b<B>_l<L>.json")
+@click.option("--set", "sets", multiple=True, metavar="KEY.PATH=VALUE", help="same as --model-set")
+@click.option("--json", "as_json", is_flag=True, help="print the trace summary as JSON")
+def trace(output, sets, as_json, **kw) -> None:
+    """Trace a zoo model's forward pass into an operator trace."""
+    from sim.trace import save_trace
+    from sim.trace.fileio import default_suffix
+
+    kw["model_set"] = tuple(kw["model_set"]) + tuple(sets)
+    tr = _capture_from(kw)
+    if output is None:
+        output = f"out/traces/{tr.meta['model']}_{kw['phase']}_b{kw['batch']}_l{kw['seq_len']}{default_suffix(tr)}"
+    path = save_trace(tr, output)
+    summary = tr.summary()
+    summary["file"] = str(path)
+    if as_json:
+        _emit_json(summary)
+        return
+    click.echo(f"{tr.meta['model']} {kw['phase']}: {summary['ops']} ops ({summary['records']} records), "
+               f"{summary['flops'] / 1e9:.3f} GFLOP, {summary['bytes'] / 1e9:.3f} GB")
+    for role, b in summary["bytes_by_role"].items():
+        click.echo(f"  {role:<11} {b / 1e9:12.4f} GB")
+    click.echo(f"wrote {path}")
+
+
+# ------------------------------------------------------------------------------------- roofline
+@cli.command()
+@click.option("--trace", "trace_file", type=click.Path(dir_okay=False), default=None, help="trace file to score")
+@click.option("--hw", "hws", multiple=True, metavar="NAME_OR_PATH", help="device config (repeatable)")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None, help="report folder")
+@click.option("--datasheet", is_flag=True, help="use datasheet peaks even where measured ceilings exist")
+@click.option("--set", "sets", multiple=True, metavar="KEY.PATH=VALUE", help="override a hardware config field")
+@click.option("--gemm", nargs=3, type=int, default=None, metavar="M K N", help="single GEMM x[M,K] @ W[K,N]")
+@click.option("--attention", nargs=4, type=int, default=None, metavar="B H L D", help="single attention op")
+@click.option("--kv-heads", type=int, default=None, help="KV heads for --attention (GQA)")
+@click.option("--json", "as_json", is_flag=True, help="print the result as JSON")
+@_model_options
+def roofline(trace_file, hws, out_dir, datasheet, sets, gemm, attention, kv_heads, as_json, **kw) -> None:
+    """Roofline of a trace (or of one GEMM / attention) on one or more devices."""
+    hws = list(hws) or ["h200"]
+    measured = not datasheet
+    overrides = list(sets) or None
+    if gemm or attention:
+        op_dtype = SHORT_DTYPES.get(kw["dtype"], kw["dtype"]) or "bf16"
+        _single(gemm, attention, kw["phase"], kv_heads, op_dtype, hws, measured, overrides, as_json)
+        return
+    from sim.roofline import analyze_many
+    from sim.trace import load_trace
+
+    if trace_file:
+        tr = load_trace(trace_file)
+    elif kw.get("model"):
+        tr = _capture_from(kw)
+    else:
+        raise LlmsimError("--trace: required (expected a trace file, or --model to trace one now, or --gemm/--attention)")
+    report = analyze_many(tr, hws, measured=measured, overrides=overrides)
+    written = []
+    if out_dir:
+        from sim.roofline.report import write_report
+
+        written = write_report(report, out_dir)
+    summary = report.summary()
+    if as_json:
+        summary["files"] = [str(p) for p in written]
+        _emit_json(summary)
+        return
+    for dev, d in summary["devices"].items():
+        click.echo(f"{dev} ({d['mode']}): {d['time_s'] * 1e3:.3f} ms")
+        for ph, p in d["phases"].items():
+            click.echo(f"  {ph:<8} {p['time_s'] * 1e3:10.3f} ms  {p['achieved_tflops']:8.2f} TFLOP/s  "
+                       f"{p['achieved_bw_gbps']:8.1f} GB/s")
+    if written:
+        click.echo(f"wrote {len(written)} files to {out_dir}")
+
+
+def _single(gemm, attention, phase, kv_heads, dtype, hws, measured, overrides, as_json) -> None:
+    from sim.roofline.single import single_attention, single_gemm
+
+    results = []
+    for hw in hws:
+        if gemm:
+            results.append(single_gemm(*gemm, hw, dtype, measured=measured, overrides=overrides))
+        else:
+            if phase not in ("prefill", "decode"):
+                raise LlmsimError(f"--phase: expected prefill or decode for --attention, found {phase!r}")
+            b, h, l, d = attention
+            results.append(single_attention(b, h, l, d, phase, hw, dtype, kv_heads=kv_heads, measured=measured,
+                                             overrides=overrides))
+    if as_json:
+        _emit_json(results[0] if len(results) == 1 else results)
+        return
+    for r in results:
+        click.echo(f"{r['device']} ({r['mode']}): {r['op']} {r['time_s'] * 1e6:.2f} us, {r['bound']} bound, "
+                   f"intensity {r['intensity']:.1f} FLOP/B, attainable {r['attainable_flops'] / 1e12:.1f} TFLOP/s")
+
+
+# ------------------------------------------------------------------------------------- listing
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
+def models(as_json) -> None:
+    """List the model zoo."""
+    from sim.config import list_models, load_model_spec
+
+    specs = [load_model_spec(m) for m in list_models()]
+    if as_json:
+        _emit_json([{"name": s.name, "family": s.family, "phases": s.phases, "description": s.description}
+                    for s in specs])
+        return
+    for s in specs:
+        click.echo(f"{s.name:<14} {s.family:<8} {','.join(s.phases):<15} {s.description}")
+
+
+@cli.command()
+@click.argument("name", required=False)
+@click.option("--set", "sets", multiple=True, metavar="KEY.PATH=VALUE")
+@click.option("--json", "as_json", is_flag=True)
+def hw(name, sets, as_json) -> None:
+    """List bundled hardware configs, or validate and show one."""
+    from sim.config.hardware import load_hw
+    from sim.config.paths import project_root
+
+    if name is None:
+        names = sorted((p.parent.name, p.stem) for p in (project_root() / "hw_configs").rglob("*.yaml"))
+        if as_json:
+            _emit_json([{"kind": k, "name": n} for k, n in names])
+        else:
+            for k, n in names:
+                click.echo(f"{k:<10} {n}")
+        return
+    cfg = load_hw(name, list(sets) or None)
+    if as_json:
+        _emit_json(cfg.model_dump())
+    else:
+        import yaml
+
+        click.echo(yaml.safe_dump(cfg.model_dump(), sort_keys=False).rstrip())
+
+
+# ------------------------------------------------------------------------------------- validate
+@cli.command()
+@click.argument("suite", required=False)
+@click.option("--quick", is_flag=True, help="the quick form the test suite runs")
+@click.option("--json", "as_json", is_flag=True)
+def validate(suite, quick, as_json) -> None:
+    """Reproduce published / measured numbers and print them side by side."""
+    import importlib
+
+    from sim.validate import SUITES
+
+    names = [suite] if suite else list(SUITES)
+    results = []
+    for n in names:
+        if n not in SUITES:
+            raise LlmsimError(f"validate: unknown suite {n!r} (expected one of: {', '.join(SUITES)})")
+        results.append(importlib.import_module(SUITES[n]).run(quick=quick))
+    if as_json:
+        _emit_json(results[0] if len(results) == 1 else results)
+        return
+    for r in results:
+        click.echo(f"== {r['suite']}: {r['what']}")
+        cols = r["columns"]
+        click.echo("  ".join(f"{c:>12}" for c in cols))
+        for row in r["rows"]:
+            click.echo("  ".join(f"{row[c]:>12.1f}" if isinstance(row[c], float) else f"{row[c]:>12}" for c in cols))
+        for k, v in r.items():
+            if k.startswith("mean_"):
+                click.echo(f"{k}: {v:.1f}")
+
+
+# ------------------------------------------------------------------------------------- demo
+@cli.command()
+@click.option("--scenario", default="default", show_default=True, help="scenario name or YAML path")
+@click.option("--set", "sets", multiple=True, metavar="KEY.PATH=VALUE", help="override a scenario field")
+@click.option("--json", "as_json", is_flag=True)
+def demo(scenario, sets, as_json) -> None:
+    """Run the bundled default job: trace a model and write its roofline report."""
+    from sim.config.scenario import load_scenario
+    from sim.roofline import analyze_many
+    from sim.roofline.report import write_report
+    from sim.trace import capture, save_trace
+
+    sc = load_scenario(scenario, list(sets) or None)
+    tr = capture(sc.model, phase=sc.phase, batch=sc.batch, seq_len=sc.seq_len, new_tokens=sc.new_tokens,
+                 layers=sc.layers, tp=sc.tp)
+    out = Path(sc.out)
+    trace_path = save_trace(tr, out / "trace.json")
+    report = analyze_many(tr, sc.hw)
+    files = [trace_path, *write_report(report, out)]
+    summary = report.summary()
+    if as_json:
+        summary["files"] = [str(f) for f in files]
+        _emit_json(summary)
+        return
+    click.echo(f"{sc.description}")
+    for dev, d in summary["devices"].items():
+        click.echo(f"  {dev:<6} ({d['mode']}): {d['time_s'] * 1e3:8.3f} ms per step")
+    click.echo(f"report: {out}/summary.md, charts: {out}/roofline.png, {out}/breakdown.png")
+
+
+def main() -> None:
+    try:
+        cli.main(standalone_mode=False)
+    except LlmsimError as exc:
+        click.echo(f"llmsim: error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        click.echo(f"llmsim: error: {exc.format_message()}", err=True)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        click.echo("llmsim: aborted", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

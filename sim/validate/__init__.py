@@ -1,0 +1,5 @@
+"""Validation suites: reproduce published or measured numbers and print them side by side."""
+
+SUITES = {
+    "h200-linear": "sim.validate.h200_linear",
+}
