@@ -68,5 +68,11 @@ def test_tensor_parallel_shards_and_adds_allreduce(tmp_path):
     assert sum(o.repeat for o in ar) == 2 * 2  # after o_proj and down_proj, per layer
     size = 2 * 1 * 4096 * 2  # B x 1 token x hidden x fp16 bytes
     assert ar[0].extra["comm_bytes"] == pytest.approx(2 * 3 / 4 * size)
-    with pytest.raises(Exception, match="not supported"):
-        capture("gpt3-7b", phase="decode", batch=1, seq_len=8, layers=1, tp=4)
+    # GPT-style models shard by module surgery: NeuPIMs' GPT-3 7B at tp 4 keeps 8 of 32 heads
+    gpt = capture("gpt3-7b", phase="decode", batch=2, seq_len=64, layers=1, tp=4)
+    attn = next(o for o in gpt.ops if o.op_class == "attention")
+    assert attn.extra["heads"] == 8 and attn.extra["head_dim"] == 128
+    up = next(o for o in gpt.ops if o.module.endswith("mlp.c_fc"))
+    assert up.extra["N"] == 4 * 4096 // 4
+    with pytest.raises(Exception, match="no tensor-parallel"):
+        capture("minilm", phase="prefill", batch=1, seq_len=8, tp=2)

@@ -18,6 +18,17 @@ from sim.config.paths import find_bundled, project_root
 Family = Literal["llama", "mistral", "mixtral", "opt", "phi", "gpt2", "bert"]
 
 
+class TpSurgery(BaseModel):
+    """Megatron-style sharding applied to built modules: column-parallel layers keep 1/tp of their
+    outputs, row-parallel layers 1/tp of their inputs, and the listed attributes are divided."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    column_parallel: list[str] = Field(description="module path suffixes (Linear / Conv1D)")
+    row_parallel: list[str] = Field(description="module path suffixes (Linear / Conv1D)")
+    divide_attrs: dict[str, list[str]] = Field(default_factory=dict, description="module suffix -> attributes")
+
+
 class ModelSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -35,6 +46,9 @@ class ModelSpec(BaseModel):
     )
     tp_shard_keys: list[str] = Field(
         default_factory=list, description="config keys divided by --tp (heads, kv heads, FFN width)"
+    )
+    tp_surgery: "TpSurgery | None" = Field(
+        None, description="Megatron sharding by module surgery, for families whose head size follows the config"
     )
     cpu_default: bool = Field(False, description="trace on the CPU with real tensors by default")
 

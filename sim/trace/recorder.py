@@ -90,7 +90,9 @@ class Recorder(TorchDispatchMode):
             return
         if self.stack[-1][0] == name:
             self.stack.pop()
-        if self.tp > 1 and self._suppress == 0 and name.endswith(self.tp_allreduce_after) and self.tp_allreduce_after:
+        if self.tp > 1 and self._suppress == 0 and any(
+            name == s or name.endswith("." + s) for s in self.tp_allreduce_after
+        ):
             out = output[0] if isinstance(output, (tuple, list)) else output
             if isinstance(out, torch.Tensor):
                 self._emit_allreduce(name, out)

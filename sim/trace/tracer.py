@@ -126,6 +126,8 @@ def _check_args(spec: ModelSpec, phase: str, batch: int, seq_len: int, new_token
     for flag, v in (("--weight-bits", weight_bits), ("--act-bits", act_bits), ("--kv-bits", kv_bits)):
         if v is not None and not (0 < v <= 32):
             raise LlmsimError(f"{flag}: expected a bit width in (0, 32], found {v!r}")
+    if tp > 1 and not (spec.tp_shard_keys or spec.tp_surgery):
+        raise LlmsimError(f"--tp: {spec.name} declares no tensor-parallel sharding (expected --tp 1)")
     if group_size is not None and group_size < 1:
         raise LlmsimError(f"--group-size: expected a positive integer, found {group_size!r}")
     max_pos = spec.config.get("max_position_embeddings") or spec.config.get("n_positions")
@@ -166,22 +168,10 @@ class _Runner:
         return rec.ops, cache
 
     def _filled_cache(self, batch: int, length: int):
-        """A cache already holding ``length`` tokens per sequence (random values on the CPU)."""
-        cfg = self.net.config
+        """A cache holding ``length`` tokens per sequence, made by an unrecorded prefill (so its
+        shapes follow the model, sliding windows and tensor-parallel sharding included)."""
         cache = self._new_cache()
-        heads = cfg.num_attention_heads
-        kv_heads = getattr(cfg, "num_key_value_heads", None) or heads
-        head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // heads
-        dtype = next(self.net.parameters()).dtype
-        for layer in range(_num_layers(self.net)):
-            shape = (batch, kv_heads, length, head_dim)
-            if self.device == "meta":
-                k = torch.empty(shape, dtype=dtype, device="meta")
-                v = torch.empty(shape, dtype=dtype, device="meta")
-            else:
-                k = torch.randn(shape, generator=self.gen).to(dtype)
-                v = torch.randn(shape, generator=self.gen).to(dtype)
-            cache.update(k, v, layer)
+        self.net(input_ids=self._tokens(batch, length), cache=cache, use_cache=True, logits_to_keep=1)
         return cache
 
     def decode(self, batch: int, seq_len: int) -> list[Op]:

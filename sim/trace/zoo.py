@@ -21,8 +21,6 @@ FAMILIES: dict[str, tuple[str, str]] = {
     "gpt2": ("GPT2Config", "GPT2LMHeadModel"),
     "bert": ("BertConfig", "BertModel"),
 }
-# families whose attention honours an explicit ``head_dim`` (needed to shard heads for --tp)
-TP_FAMILIES = {"llama", "mistral", "mixtral", "phi"}
 
 TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -47,7 +45,7 @@ def build_config(spec: ModelSpec, layers: int | None = None, tp: int = 1) -> Any
         if layers < 1 or layers > n_total:
             raise LlmsimError(f"--layers: expected 1..{n_total} for {spec.name}, found {layers}")
         _set_num_layers(cfg, layers)
-    if tp > 1:
+    if tp > 1 and spec.tp_surgery is None:
         _shard_config(spec, cfg, tp)
     cfg._attn_implementation = ATTN_IMPL
     cfg.use_cache = True
@@ -68,7 +66,7 @@ def _set_num_layers(cfg: Any, n: int) -> None:
 
 def _shard_config(spec: ModelSpec, cfg: Any, tp: int) -> None:
     """Per-device shapes under Megatron tensor parallelism: heads, KV heads and FFN width / tp."""
-    if spec.family not in TP_FAMILIES or not spec.tp_shard_keys:
+    if not spec.tp_shard_keys:
         raise LlmsimError(
             f"--tp: tensor parallelism is not supported for the {spec.family} family yet "
             f"(expected --tp 1 for {spec.name})"
@@ -105,8 +103,52 @@ def build_model(spec: ModelSpec, device: str, dtype: torch.dtype, layers: int | 
     finally:
         torch.set_default_dtype(prev)
     model = model.to(dtype=dtype)
+    if tp > 1 and spec.tp_surgery is not None:
+        shard_modules(model, spec, tp)
     model.eval()
     return model
+
+
+def path_matches(name: str, suffixes: tuple[str, ...] | list[str]) -> bool:
+    """True if the module path ends with one of the suffixes at a component boundary."""
+    return any(name == s or name.endswith("." + s) for s in suffixes)
+
+
+def shard_modules(model: torch.nn.Module, spec: ModelSpec, tp: int) -> None:
+    """Cut column-parallel layers to 1/tp of their outputs and row-parallel ones to 1/tp of their
+    inputs (a row-parallel bias stays whole: it is added once after the all-reduce)."""
+    plan = spec.tp_surgery
+    assert plan is not None
+    col, row = tuple(plan.column_parallel), tuple(plan.row_parallel)
+    for name, mod in model.named_modules():
+        if path_matches(name, col):
+            _shard_layer(spec, name, mod, tp, column=True)
+        elif path_matches(name, row):
+            _shard_layer(spec, name, mod, tp, column=False)
+        for suffix, attrs in plan.divide_attrs.items():
+            if path_matches(name, (suffix,)):
+                for attr in attrs:
+                    value = getattr(mod, attr)
+                    if value % tp:
+                        raise LlmsimError(f"--tp: {spec.name} {name}.{attr} = {value} is not divisible by tp = {tp}")
+                    setattr(mod, attr, value // tp)
+
+
+def _shard_layer(spec: ModelSpec, name: str, mod: torch.nn.Module, tp: int, column: bool) -> None:
+    w = mod.weight
+    linear = isinstance(mod, torch.nn.Linear)
+    out_dim, in_dim = (0, 1) if linear else (1, 0)  # Conv1D (GPT-2) stores [in, out]
+    dim = out_dim if column else in_dim
+    size = w.shape[dim]
+    if size % tp:
+        raise LlmsimError(f"--tp: {spec.name} {name} has {size} features, not divisible by tp = {tp}")
+    mod.weight = torch.nn.Parameter(w.detach().narrow(dim, 0, size // tp).clone(), requires_grad=False)
+    if column and getattr(mod, "bias", None) is not None:
+        mod.bias = torch.nn.Parameter(mod.bias.detach().narrow(0, 0, size // tp).clone(), requires_grad=False)
+    if linear:
+        mod.out_features, mod.in_features = mod.weight.shape
+    else:
+        mod.nx, mod.nf = mod.weight.shape
 
 
 def _load_packaged(spec: ModelSpec, device: str, dtype: torch.dtype, layers: int | None) -> torch.nn.Module:
