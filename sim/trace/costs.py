@@ -35,24 +35,26 @@ for _name in ("float8_e4m3fn", "float8_e5m2"):
     if hasattr(torch, _name):
         DTYPE_NAMES[getattr(torch, _name)] = "fp8"
 
-GEMM_OPS = {"mm", "addmm", "bmm", "baddbmm", "mv", "dot", "addmv", "linear", "matmul"}
+GEMM_OPS = {"mm", "addmm", "bmm", "baddbmm", "mv", "dot", "addmv", "linear", "matmul", "_grouped_mm", "grouped_mm"}
 GATHER_OPS = {"embedding", "index", "index_select", "gather", "take", "embedding_bag"}
 SCATTER_OPS = {"index_add", "index_add_", "scatter_add", "scatter_add_", "index_put", "index_put_",
                "index_copy", "index_copy_", "scatter", "scatter_", "masked_scatter", "masked_scatter_"}
 SOFTMAX_OPS = {"_softmax", "_log_softmax", "softmax", "log_softmax", "_safe_softmax"}
-NORM_OPS = {"native_layer_norm", "native_group_norm", "native_batch_norm", "_fused_rms_norm", "rms_norm"}
+NORM_OPS = {"layer_norm", "native_layer_norm", "group_norm", "native_group_norm", "batch_norm", "native_batch_norm",
+            "_fused_rms_norm", "rms_norm"}
 REDUCTION_OPS = {"sum", "mean", "amax", "amin", "max", "min", "argmax", "argmin", "topk", "sort", "cumsum",
                  "prod", "var", "std", "var_mean", "std_mean", "linalg_vector_norm", "norm", "logsumexp",
                  "any", "all", "count_nonzero"}
 COPY_OPS = {"_to_copy", "copy_", "clone", "cat", "stack", "fill_", "zero_", "zeros", "zeros_like", "ones",
             "ones_like", "full", "full_like", "new_zeros", "new_ones", "new_full", "arange", "contiguous",
             "_copy_from", "_copy_from_and_resize", "repeat", "roll", "flip", "tril", "triu", "constant_pad_nd",
-            "one_hot", "nonzero", "where.self_out", "repeat_interleave", "lift_fresh_copy"}
+            "one_hot", "nonzero", "repeat_interleave", "lift_fresh_copy", "to", "type_as", "reshape", "flatten",
+            "dropout", "native_dropout", "alpha_dropout", "feature_dropout"}
 FREE_OPS = {"_unsafe_view", "alias", "detach", "lift_fresh", "empty", "empty_like", "empty_strided",
             "new_empty", "new_empty_strided", "_local_scalar_dense", "resize_", "set_", "_reshape_alias",
             "sym_size", "sym_stride", "sym_numel", "is_nonzero", "item", "_assert_async", "record_stream",
             "_has_compatible_shallow_copy_type", "equal", "is_same_size", "_nested_tensor_from_mask",
-            "result_type", "zeros_like.out"}
+            "result_type"}
 
 
 def packet_name(func: Any) -> str:
@@ -145,6 +147,13 @@ def gemm_dims(name: str, args: tuple) -> tuple[int, int, int, int]:
     if name == "linear":  # x[..., K] @ W[N, K]^T
         x, w = args[0], args[1]
         return 1, math.prod(x.shape[:-1]), x.shape[-1], w.shape[0]
+    if name in ("_grouped_mm", "grouped_mm"):
+        g = grouped_mm_groups(args)
+        if g is not None:
+            m_eff, _, _ = g
+            return 1, m_eff, args[0].shape[-1], args[1].shape[-1]
+        a, b = args[0], args[1]
+        return a.shape[0], a.shape[-2], a.shape[-1], b.shape[-1]
     if name == "matmul":
         a, b = args[0], args[1]
         if b.dim() == 1:
@@ -173,6 +182,22 @@ def gemm_dims(name: str, args: tuple) -> tuple[int, int, int, int]:
     if name == "dot":
         return 1, 1, args[0].shape[0], 1
     raise KeyError(name)
+
+
+def grouped_mm_groups(args: tuple) -> tuple[int, int, int] | None:
+    """For a grouped GEMM x[S, K] @ W[E, K, N] with cumulative row offsets per expert: (rows
+    actually multiplied, experts with at least one row, E). Rows past the last offset are padding
+    the kernel skips. On ``meta`` the offsets have no values: every row and expert counts."""
+    a, b = args[0], args[1]
+    offs = args[2] if len(args) > 2 and isinstance(args[2], torch.Tensor) else None
+    if a.dim() != 2 or b.dim() != 3:
+        return None
+    experts = b.shape[0]
+    if offs is None or offs.device.type == "meta":
+        return a.shape[0], experts, experts
+    ends = offs.tolist()
+    sizes = [e - s for s, e in zip([0, *ends[:-1]], ends)]
+    return int(ends[-1]) if ends else 0, sum(1 for n in sizes if n > 0), experts
 
 
 def classify(name: str, is_view: bool) -> str:

@@ -31,6 +31,13 @@ _LAYER_RE = re.compile(r"\.(\d+)(?:\.|$)")
 _ACTIVE: "Recorder | None" = None
 
 
+def _shares_storage(a: torch.Tensor, b: torch.Tensor) -> bool:
+    try:
+        return a.untyped_storage()._cdata == b.untyped_storage()._cdata
+    except (RuntimeError, NotImplementedError, AttributeError):
+        return False
+
+
 def active_recorder() -> "Recorder | None":
     return _ACTIVE
 
@@ -132,9 +139,13 @@ class Recorder(TorchDispatchMode):
         if self._suppress:
             return out
         name = costs.packet_name(func)
-        kind = costs.classify(name, bool(getattr(func, "is_view", False)))
         ins = flatten_tensors(args) + flatten_tensors(kwargs)
         outs = flatten_tensors(out)
+        # An op that hands back (a view of) its input moves no data: true views, and
+        # maybe-copy ops (to, contiguous, reshape, eval-mode dropout) that did not copy. In-place
+        # ops (trailing underscore) do write their input and are recorded.
+        aliased = bool(ins and outs and not name.endswith("_") and _shares_storage(ins[0], outs[0]))
+        kind = costs.classify(name, aliased)
         if kind == "free":
             if ins:
                 role = self.roles.get(ins[0])
@@ -160,8 +171,13 @@ class Recorder(TorchDispatchMode):
         if kind == "gemm":
             flops, dims = costs.gemm_flops(name, args)
             extra.update(dims)
+            groups = costs.grouped_mm_groups(args) if "grouped_mm" in name else None
             for t in uniq_in:
-                by_role[self._byte_role(t)] += prec.nbytes(t, self.role(t))
+                share = 1.0
+                if groups is not None and t is args[1]:
+                    extra["experts_active"], extra["experts"] = groups[1], groups[2]
+                    share = groups[1] / groups[2]  # only experts with tokens read their weights
+                by_role[self._byte_role(t)] += prec.nbytes(t, self.role(t)) * share
             for t in outs:
                 by_role["activation"] += prec.nbytes(t, "activation")
         elif kind in ("embedding", "gather"):

@@ -84,18 +84,25 @@ class Trace:
         return sum(op.repeat for op in self.ops)
 
     def expanded(self) -> Iterator[Op]:
-        """Yield every op as if no layers were merged (layer index advanced per repeat)."""
-        for op in self.ops:
-            if op.repeat == 1:
+        """Yield every op as if no layers were merged, layer by layer in execution order."""
+        i = 0
+        while i < len(self.ops):
+            op = self.ops[i]
+            if op.repeat == 1 or op.layer is None:
                 yield op
+                i += 1
                 continue
+            j = i
+            while j < len(self.ops) and self.ops[j].layer == op.layer and self.ops[j].repeat == op.repeat:
+                j += 1
             for r in range(op.repeat):
-                d = op.to_dict()
-                d["repeat"] = 1
-                d["layer"] = None if op.layer is None else op.layer + r
-                if op.layer is not None:
-                    d["module"] = _shift_layer(op.module, op.layer, op.layer + r)
-                yield Op(**d)
+                for src in self.ops[i:j]:
+                    d = src.to_dict()
+                    d["repeat"] = 1
+                    d["layer"] = src.layer + r
+                    d["module"] = _shift_layer(src.module, src.layer, src.layer + r)
+                    yield Op(**d)
+            i = j
 
     def total_flops(self, phase: str | None = None) -> float:
         return sum(op.flops * op.repeat for op in self._sel(phase))
