@@ -29,7 +29,10 @@ def _transformers():
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    return importlib.import_module("transformers")
+    tf = importlib.import_module("transformers")
+    tf.utils.logging.disable_progress_bar()
+    tf.utils.logging.set_verbosity_error()
+    return tf
 
 
 def build_config(spec: ModelSpec, layers: int | None = None, tp: int = 1) -> Any:
