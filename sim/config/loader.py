@@ -131,3 +131,11 @@ def validate_into(model: type[M], data: dict[str, Any], origin: str | Path) -> M
                 found = found[:117] + "..."
         extra = f" (+{len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
         raise LlmsimError(f"{origin}: {loc}: {_describe_error(err)}{found}{extra}") from None
+
+
+def load_config(path: str | Path, model: type[M], overrides: Iterable[str] | None = None) -> M:
+    """Load a YAML file (``extends:`` resolved), apply ``--set`` overrides, validate into ``model``."""
+    data = load_yaml(path)
+    if overrides:
+        data = apply_overrides(data, overrides, str(path))
+    return validate_into(model, data, path)

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from sim.config.loader import apply_overrides, load_yaml, validate_into
+from sim.config.loader import load_config
 from sim.config.paths import find_bundled, project_root
 
 Family = Literal["llama", "mistral", "mixtral", "opt", "phi", "gpt2", "bert"]
@@ -54,11 +54,7 @@ class ModelSpec(BaseModel):
 
 
 def load_model_spec(name_or_path: str | Path, overrides: list[str] | None = None) -> ModelSpec:
-    path = find_bundled("workloads/models", str(name_or_path), "model")
-    data = load_yaml(path)
-    if overrides:
-        data = apply_overrides(data, overrides, str(path))
-    return validate_into(ModelSpec, data, path)
+    return load_config(find_bundled("workloads/models", str(name_or_path), "model"), ModelSpec, overrides)
 
 
 def list_models() -> list[str]:

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
-from sim.config.loader import apply_overrides, load_yaml, validate_into
+from sim.config.loader import load_config
 from sim.config.paths import find_bundled
 
 
@@ -28,8 +28,4 @@ class Scenario(BaseModel):
 
 
 def load_scenario(name_or_path: str | Path, overrides: list[str] | None = None) -> Scenario:
-    path = find_bundled("workloads/scenarios", str(name_or_path), "scenario")
-    data = load_yaml(path)
-    if overrides:
-        data = apply_overrides(data, overrides, str(path))
-    return validate_into(Scenario, data, path)
+    return load_config(find_bundled("workloads/scenarios", str(name_or_path), "scenario"), Scenario, overrides)
