@@ -41,7 +41,8 @@ def _model_options(f):
     """The flags that describe one traced run (shared by ``trace`` and ``roofline``)."""
     opts = [
         click.option("--model", "-m", help="zoo model name (llmsim models) or path to a model YAML"),
-        click.option("--phase", type=click.Choice(PHASES), default="decode", show_default=True),
+        click.option("--phase", type=click.Choice(PHASES), default=None,
+                     help="default: decode, or the model's only phase (prefill for encoders)"),
         click.option("--batch", "-b", type=int, default=1, show_default=True, help="sequences in the batch"),
         click.option("--seq-len", "-l", type=int, default=128, show_default=True,
                      help="prompt tokens (prefill) or tokens already in the KV cache (decode)"),
@@ -69,12 +70,16 @@ def _model_options(f):
 
 
 def _capture_from(kw: dict[str, Any]):
+    from sim.config import load_model_spec
     from sim.trace import capture
 
     if not kw.get("model"):
         raise LlmsimError("--model: required (expected a zoo model name; see `llmsim models`)")
+    spec = load_model_spec(kw["model"], list(kw["model_set"]) or None)
+    if kw["phase"] is None:
+        kw["phase"] = "decode" if "decode" in spec.phases else spec.phases[0]
     return capture(
-        kw["model"], phase=kw["phase"], batch=kw["batch"], seq_len=kw["seq_len"], new_tokens=kw["new_tokens"],
+        spec, phase=kw["phase"], batch=kw["batch"], seq_len=kw["seq_len"], new_tokens=kw["new_tokens"],
         layers=kw["layers"], tp=kw["tp"], device=kw["device"],
         dtype=TORCH_DTYPE_ALIASES.get(kw["dtype"], kw["dtype"]), weight_bits=kw["weight_bits"],
         act_bits=kw["act_bits"], kv_bits=kw["kv_bits"], group_size=kw["group_size"],
@@ -98,9 +103,11 @@ def cli() -> None:
 def trace(output, sets, as_json, **kw) -> None:
     """Trace a zoo model's forward pass into an operator trace."""
     from sim.trace import save_trace
-    from sim.trace.fileio import default_suffix
+    from sim.trace.fileio import check_trace_path, default_suffix
 
     kw["model_set"] = tuple(kw["model_set"]) + tuple(sets)
+    if output is not None:
+        check_trace_path(output)
     tr = _capture_from(kw)
     if output is None:
         output = f"out/traces/{tr.meta['model']}_{kw['phase']}_b{kw['batch']}_l{kw['seq_len']}{default_suffix(tr)}"
@@ -134,20 +141,29 @@ def roofline(trace_file, hws, out_dir, datasheet, sets, gemm, attention, kv_head
     hws = list(hws) or ["h200"]
     measured = not datasheet
     overrides = list(sets) or None
+    if gemm and attention:
+        raise LlmsimError("--gemm: give either --gemm or --attention, not both")
     if gemm or attention:
         op_dtype = SHORT_DTYPES.get(kw["dtype"], kw["dtype"]) or "bf16"
-        _single(gemm, attention, kw["phase"], kv_heads, op_dtype, hws, measured, overrides, as_json)
+        _single(gemm, attention, kw["phase"] or "decode", kv_heads, op_dtype, hws, measured, overrides, as_json)
         return
+    from sim.io import check_writable_dir
     from sim.roofline import analyze_many
+    from sim.roofline.analyzer import resolve_all
     from sim.trace import load_trace
 
+    ceilings = resolve_all(hws, measured, overrides)  # config errors before any tracing
+    if out_dir:
+        check_writable_dir(out_dir)
+    if trace_file and kw.get("model"):
+        raise LlmsimError("--trace: give either --trace or --model, not both")
     if trace_file:
         tr = load_trace(trace_file)
     elif kw.get("model"):
         tr = _capture_from(kw)
     else:
         raise LlmsimError("--trace: required (expected a trace file, or --model to trace one now, or --gemm/--attention)")
-    report = analyze_many(tr, hws, measured=measured, overrides=overrides)
+    report = analyze_many(tr, ceilings)
     written = []
     if out_dir:
         from sim.roofline.report import write_report
@@ -269,17 +285,20 @@ def validate(suite, quick, as_json) -> None:
 def demo(scenario, sets, as_json) -> None:
     """Run the bundled default job: trace a model and write its roofline report."""
     from sim.config.scenario import load_scenario
+    from sim.io import check_writable_dir
     from sim.roofline import analyze_many
+    from sim.roofline.analyzer import resolve_all
     from sim.roofline.report import write_report
     from sim.trace import capture, save_trace
 
     sc = load_scenario(scenario, list(sets) or None)
+    ceilings = resolve_all(sc.hw)  # every config error before any work
+    out = check_writable_dir(sc.out)
     tr = capture(sc.model, phase=sc.phase, batch=sc.batch, seq_len=sc.seq_len, new_tokens=sc.new_tokens,
                  layers=sc.layers, tp=sc.tp)
-    out = Path(sc.out)
-    trace_path = save_trace(tr, out / "trace.json")
-    report = analyze_many(tr, sc.hw)
-    files = [trace_path, *write_report(report, out)]
+    report = analyze_many(tr, ceilings)
+    files = write_report(report, out)
+    files.append(save_trace(tr, out / "trace.json"))
     summary = report.summary()
     if as_json:
         summary["files"] = [str(f) for f in files]

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, PositiveInt, model_validator
 
 from sim.config.loader import apply_overrides, load_yaml, validate_into
 from sim.config.paths import find_bundled
@@ -22,7 +22,7 @@ DType = Literal["fp64", "fp32", "tf32", "bf16", "fp16", "fp8", "fp4", "int8", "i
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class ComputePeaks(Strict):
@@ -60,7 +60,9 @@ class GpuConfig(Strict):
     hbm_bw_gbps: PositiveFloat
     hbm_capacity_gb: PositiveFloat
     on_chip: list[OnChipLevel] = Field(default_factory=list)
-    interconnect_bw_gbps: PositiveFloat | None = Field(None, description="per-GPU NVLink bandwidth")
+    interconnect_bw_gbps: PositiveFloat | None = Field(
+        None, description="per-GPU NVLink bandwidth in one direction (what a ring all-reduce step uses)"
+    )
     kernel_overhead_us: float = Field(0.0, ge=0.0, description="fixed time added to every kernel")
     measured: MeasuredCeilings | None = None
 
@@ -77,6 +79,9 @@ class GpuConfig(Strict):
             if self.measured.hbm_bw_gbps:
                 bw = self.measured.hbm_bw_gbps * 1e9
             notes.append(f"measured ceilings: {self.measured.source}")
+            kept = sorted(set(self.compute.matmul_tflops) - set(self.measured.matmul_tflops))
+            if kept:
+                notes.append(f"no measurement for matrix {', '.join(kept)}: datasheet peaks used")
         levels = tuple(
             MemoryLevel(l.name, l.capacity_kb * 1024, l.bw_gbps * 1e9 if l.bw_gbps else None) for l in self.on_chip
         )
@@ -112,9 +117,49 @@ class DramOrganization(Strict):
         return self.ranks * self.bank_groups * self.banks_per_group
 
 
+class DramTiming(Strict):
+    """DRAM timing constraints in memory-clock cycles (JEDEC names, lower case, no leading t)."""
+
+    cl: NonNegativeInt
+    cwl: NonNegativeInt
+    rcdrd: NonNegativeInt
+    rcdwr: NonNegativeInt
+    rp: NonNegativeInt
+    ras: NonNegativeInt
+    rfc: NonNegativeInt
+    refi: NonNegativeInt
+    refib: NonNegativeInt | None = None
+    rrd_s: NonNegativeInt
+    rrd_l: NonNegativeInt
+    wtr_s: NonNegativeInt
+    wtr_l: NonNegativeInt
+    faw: NonNegativeInt
+    wr: NonNegativeInt
+    ccd_s: NonNegativeInt
+    ccd_l: NonNegativeInt
+    rtp: NonNegativeInt
+    xs: NonNegativeInt | None = None
+    cke: NonNegativeInt | None = None
+    xp: NonNegativeInt | None = None
+
+
+class DramCurrents(Strict):
+    """IDD currents in mA (JEDEC names)."""
+
+    idd0: PositiveFloat
+    idd2p: PositiveFloat
+    idd2n: PositiveFloat
+    idd3p: PositiveFloat
+    idd3n: PositiveFloat
+    idd4w: PositiveFloat
+    idd4r: PositiveFloat
+    idd5ab: PositiveFloat
+    idd6: PositiveFloat
+
+
 class DramPower(Strict):
     vdd_v: PositiveFloat
-    idd_ma: dict[str, PositiveFloat]
+    idd_ma: DramCurrents
 
 
 class PimConfig(Strict):
@@ -135,7 +180,7 @@ class MemoryConfig(Strict):
     tck_ps: PositiveFloat = Field(description="clock period in picoseconds")
     channels: PositiveInt
     organization: DramOrganization
-    timing_cycles: dict[str, Annotated[int, Field(ge=0)]]
+    timing_cycles: DramTiming
     power: DramPower | None = None
     address_mapping: str
     page_policy: Literal["open", "closed"] = "open"
@@ -145,10 +190,17 @@ class MemoryConfig(Strict):
     pim: PimConfig | None = None
 
     @model_validator(mode="after")
-    def _timing_sane(self) -> "MemoryConfig":
+    def _consistent(self) -> "MemoryConfig":
         t = self.timing_cycles
-        if "ras" in t and "rcdrd" in t and t["ras"] < t["rcdrd"]:
-            raise ValueError(f"timing_cycles.ras ({t['ras']}) must be >= timing_cycles.rcdrd ({t['rcdrd']})")
+        if t.ras < t.rcdrd:
+            raise ValueError(f"timing_cycles.ras ({t.ras}) must be >= timing_cycles.rcdrd ({t.rcdrd})")
+        o = self.organization
+        geometry = self.channels * o.banks_per_channel * o.rows * o.columns * o.bus_width_bits / 8
+        if abs(geometry - o.capacity_gb * 2**30) > 1e-6 * geometry:
+            raise ValueError(
+                f"organization.capacity_gb ({o.capacity_gb}) disagrees with the geometry: channels x ranks x "
+                f"banks x rows x columns x bus width = {geometry / 2**30:g} GiB"
+            )
         return self
 
     @property
@@ -181,10 +233,20 @@ class SystolicConfig(Strict):
     dataflow: Literal["ws", "os", "is"]
 
 
+class VectorLatencies(Strict):
+    """Cycles per step of each vector operation."""
+
+    add: PositiveInt
+    mul: PositiveInt
+    exp: PositiveInt
+    gelu: PositiveInt
+    add_tree: PositiveInt
+
+
 class VectorUnitConfig(Strict):
     units: PositiveInt
     lanes: PositiveInt
-    op_latency_cycles: dict[str, PositiveInt] = Field(default_factory=dict)
+    op_latency_cycles: VectorLatencies | None = None
 
 
 class InterconnectConfig(Strict):
@@ -294,11 +356,26 @@ def load_hw(name_or_path: str | Path, overrides: list[str] | None = None):
     data = load_yaml(path)
     if overrides:
         data = apply_overrides(data, overrides, str(path))
+        _drop_shadowed_measurements(data, overrides)
     kind = data.get("kind")
     if kind not in ("gpu", "npu", "memory", "bitserial"):
         raise LlmsimError(f"{path}: kind: expected one of gpu, npu, memory, bitserial, found {kind!r}")
     model = {"gpu": GpuConfig, "npu": NpuConfig, "memory": MemoryConfig, "bitserial": BitSerialConfig}[kind]
     return validate_into(model, data, path)
+
+
+def _drop_shadowed_measurements(data: dict, overrides: list[str]) -> None:
+    """``--set hbm_bw_gbps=...`` on a device with measured ceilings means "this device, with that
+    bandwidth": the measured value that would shadow the override is dropped."""
+    measured = data.get("measured")
+    if not isinstance(measured, dict):
+        return
+    for item in overrides:
+        key = item.split("=", 1)[0].strip().split(".")
+        if key == ["hbm_bw_gbps"]:
+            measured.pop("hbm_bw_gbps", None)
+        elif len(key) == 3 and key[0] == "compute" and isinstance(measured.get(key[1]), dict):
+            measured[key[1]].pop(key[2], None)
 
 
 def hw_ceilings(name_or_path: str | Path, measured: bool = True, overrides: list[str] | None = None) -> Ceilings:

@@ -89,21 +89,35 @@ def parse_overrides(items: Iterable[str], source: str = "--set") -> list[tuple[l
 
 
 def apply_overrides(data: dict[str, Any], overrides: Iterable[str], origin: str) -> dict[str, Any]:
-    """Apply ``--set`` overrides to a loaded mapping; a path through a non-mapping is an error."""
+    """Apply ``--set`` overrides to a loaded mapping. A path may index into lists
+    (``on_chip.0.bw_gbps``); a path through a scalar, or a list index out of range, is an error."""
     out = copy.deepcopy(data)
     for keys, value in parse_overrides(overrides):
-        node = out
-        for depth, key in enumerate(keys[:-1]):
-            nxt = node.get(key)
-            if nxt is None:
-                nxt = node[key] = {}
-            if not isinstance(nxt, dict):
-                path = ".".join(keys[: depth + 1])
+        node: Any = out
+        for depth, key in enumerate(keys):
+            last = depth == len(keys) - 1
+            where = ".".join(keys[: depth + 1])
+            if isinstance(node, list):
+                if not key.isdigit() or int(key) >= len(node):
+                    raise LlmsimError(
+                        f"{origin}: --set {'.'.join(keys)}: {where} expected a list index 0..{len(node) - 1}"
+                    )
+                if last:
+                    node[int(key)] = value
+                else:
+                    node = node[int(key)]
+                continue
+            if not isinstance(node, dict):
+                parent = ".".join(keys[:depth])
                 raise LlmsimError(
-                    f"{origin}: --set {'.'.join(keys)}: {path} is a {type(nxt).__name__}, not a mapping"
+                    f"{origin}: --set {'.'.join(keys)}: {parent} is a {type(node).__name__}, not a mapping"
                 )
-            node = nxt
-        node[keys[-1]] = value
+            if last:
+                node[key] = value
+            else:
+                if node.get(key) is None:
+                    node[key] = {}
+                node = node[key]
     return out
 
 
@@ -122,7 +136,8 @@ def validate_into(model: type[M], data: dict[str, Any], origin: str | Path) -> M
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
+        # a misspelt key shows up as "unknown" and "missing": the unknown one names the cause
+        err = sorted(exc.errors(), key=lambda e: e.get("type") != "extra_forbidden")[0]
         loc = ".".join(str(p) for p in err.get("loc", ())) or "(top level)"
         found = ""
         if err.get("type") not in ("missing",):

@@ -8,11 +8,14 @@ A repeated record (identical layers) counts ``repeat`` times in every total.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Iterable
 
 import pandas as pd
 
+from sim.errors import LlmsimError
 from sim.roofline.ceilings import Ceilings
 from sim.trace.schema import Op, Trace
 
@@ -146,9 +149,31 @@ def analyze(trace: Trace, hw: Any, measured: bool = True, overrides: list[str] |
     return analyze_many(trace, [hw], measured=measured, overrides=overrides)
 
 
+def resolve_all(hws: Iterable[Any], measured: bool = True, overrides: list[str] | None = None) -> list[Ceilings]:
+    """Resolve every device; two configs with the same ``name`` are told apart by their file stem."""
+    hws = list(hws)
+    if not hws:
+        raise LlmsimError("--hw: expected at least one device")
+    seen_args: set[str] = set()
+    out: list[Ceilings] = []
+    for h in hws:
+        if isinstance(h, str):
+            if h in seen_args:
+                raise LlmsimError(f"--hw: {h} given twice (expected each device once)")
+            seen_args.add(h)
+        c = resolve_ceilings(h, measured, overrides)
+        if any(o.device == c.device for o in out):
+            label = Path(h).stem if isinstance(h, str) else f"{len(out) + 1}"
+            c = dataclasses.replace(c, device=f"{c.device}@{label}")
+        out.append(c)
+    return out
+
+
 def analyze_many(trace: Trace, hws: Iterable[Any], measured: bool = True,
                  overrides: list[str] | None = None) -> RooflineReport:
-    ceilings = [resolve_ceilings(h, measured, overrides) for h in hws]
+    if not trace.ops:
+        raise LlmsimError(f"trace of {trace.meta.get('model')!r} holds no ops (expected at least one)")
+    ceilings = resolve_all(hws, measured, overrides)
     rows = []
     for c in ceilings:
         for i, op in enumerate(trace.ops):

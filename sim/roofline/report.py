@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from sim.io import atomic_path, write_text_atomic
+from sim.io import atomic_path, staged_dir, write_text_atomic
 
 TOP_OPS = 10
 
@@ -28,17 +28,18 @@ def write_report(report: Any, out_dir: str | os.PathLike) -> list[Path]:
     from sim.roofline.plots import breakdown_chart, roofline_chart  # matplotlib only when plotting
 
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    return [
-        write_csv(report.table, out / "roofline.csv"),
-        write_parquet(report.table, out / "roofline.parquet"),
-        write_csv(report.totals(), out / "totals.csv"),
-        write_csv(report.by_class(), out / "by_class.csv"),
-        _write_text(out / "summary.md", summary_markdown(report)),
-        _write_text(out / "summary.json", json.dumps(_jsonable(report.summary()), indent=2) + "\n"),
-        roofline_chart(report, out / "roofline.png"),
-        breakdown_chart(report, out / "breakdown.png"),
-    ]
+    with staged_dir(out) as stage:  # every file is made before any lands in out_dir
+        written = [
+            write_csv(report.table, stage / "roofline.csv"),
+            write_parquet(report.table, stage / "roofline.parquet"),
+            write_csv(report.totals(), stage / "totals.csv"),
+            write_csv(report.by_class(), stage / "by_class.csv"),
+            _write_text(stage / "summary.md", summary_markdown(report)),
+            _write_text(stage / "summary.json", json.dumps(_jsonable(report.summary()), indent=2) + "\n"),
+            roofline_chart(report, stage / "roofline.png"),
+            breakdown_chart(report, stage / "breakdown.png"),
+        ]
+    return [out / p.name for p in written]
 
 
 def write_csv(df: pd.DataFrame, path: str | os.PathLike) -> Path:

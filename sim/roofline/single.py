@@ -43,7 +43,9 @@ def single_attention(b: int, h: int, seq_len: int, d: int, phase: str, hw: Any, 
     for flag, v in (("B", b), ("H", h), ("L", seq_len), ("D", d)):
         if v < 1:
             raise LlmsimError(f"--attention: {flag} expected a positive integer, found {v}")
-    hkv = kv_heads or h
+    hkv = h if kv_heads is None else kv_heads
+    if hkv < 1 or hkv > h or h % hkv:
+        raise LlmsimError(f"--kv-heads: expected a divisor of H = {h} (1..{h}), found {kv_heads}")
     bits = _bits(dtype)
     lq, lk, past = (seq_len, seq_len, 0) if phase == "prefill" else (1, seq_len + 1, seq_len)
     cost = attention_cost(b, h, hkv, lq, lk, d, d, True, None, past, bits, bits)

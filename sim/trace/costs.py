@@ -50,6 +50,9 @@ COPY_OPS = {"_to_copy", "copy_", "clone", "cat", "stack", "fill_", "zero_", "zer
             "_copy_from", "_copy_from_and_resize", "repeat", "roll", "flip", "tril", "triu", "constant_pad_nd",
             "one_hot", "nonzero", "repeat_interleave", "lift_fresh_copy", "to", "type_as", "reshape", "flatten",
             "dropout", "native_dropout", "alpha_dropout", "feature_dropout"}
+# ops whose tensor inputs only give a shape / dtype: they write their output and read nothing
+TEMPLATE_OPS = {"zeros_like", "ones_like", "full_like", "empty_like", "new_zeros", "new_ones", "new_full",
+                "new_empty", "rand_like", "randn_like"}
 FREE_OPS = {"_unsafe_view", "alias", "detach", "lift_fresh", "empty", "empty_like", "empty_strided",
             "new_empty", "new_empty_strided", "_local_scalar_dense", "resize_", "set_", "_reshape_alias",
             "sym_size", "sym_stride", "sym_numel", "is_nonzero", "item", "_assert_async", "record_stream",

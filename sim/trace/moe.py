@@ -29,13 +29,12 @@ def _uniform_forward(self, hidden_states: torch.Tensor, top_k_index: torch.Tenso
     for e, n in enumerate(balanced_counts(tokens, top_k, self.num_experts)):
         if n == 0:
             continue
-        token_idx = torch.arange(n, device=hidden_states.device) % max(tokens, 1)
-        pos = torch.zeros(n, dtype=torch.long, device=hidden_states.device)
+        token_idx = torch.arange(n, device=hidden_states.device)  # n <= tokens since top_k <= experts
         state = hidden_states[token_idx]
         gate, up = F.linear(state, self.gate_up_proj[e]).chunk(2, dim=-1)
         h = self.act_fn(gate) * up
         h = F.linear(h, self.down_proj[e])
-        h = h * top_k_weights[token_idx, pos, None]
+        h = h * top_k_weights[:n, :1]
         final.index_add_(0, token_idx, h.to(final.dtype))
     return final
 

@@ -29,6 +29,7 @@ from sim.trace.schema import Op
 
 _LAYER_RE = re.compile(r"\.(\d+)(?:\.|$)")
 _ACTIVE: "Recorder | None" = None
+_FROM_INPUTS = object()  # compute dtype: infer the second operand's width from the op's inputs
 
 
 def _shares_storage(a: torch.Tensor, b: torch.Tensor) -> bool:
@@ -203,7 +204,7 @@ class Recorder(TorchDispatchMode):
             by_role["activation"] += prec.nbytes(dst, "activation", numel=touched)
         else:
             flops = costs.pointwise_flops(kind, name, uniq_in, outs)
-            for t in uniq_in:
+            for t in ([] if name in costs.TEMPLATE_OPS else uniq_in):
                 by_role[self._byte_role(t)] += prec.nbytes(t, self.role(t))
             for t in outs:
                 by_role["activation"] += prec.nbytes(t, "activation")
@@ -230,15 +231,21 @@ class Recorder(TorchDispatchMode):
             return "moe_routing" if kind == "reduction" else "copy"
         return {"gather": "copy", "scatter": "copy"}.get(kind, kind)
 
-    def _compute_dtype(self, kind: str, ins: list[torch.Tensor], outs: list[torch.Tensor]) -> str:
+    def _compute_dtype(self, kind: str, ins: list[torch.Tensor], outs: list[torch.Tensor],
+                       other_bits: float | None | object = _FROM_INPUTS) -> str:
+        """The dtype whose peak applies. A matrix op runs on the integer path only when both of its
+        operands are quantized to 8 bits or fewer: activations (``act_bits``) and the other operand
+        (weights' ``weight_bits``, the KV cache's ``kv_bits``, or activations again)."""
         ref = next((t for t in ins if t.is_floating_point()), outs[0] if outs else None)
         native = dtype_name(ref.dtype) if ref is not None else "fp32"
         if kind != "gemm":
             return native
-        p = self.precision
-        if p.act_bits is not None and p.act_bits <= 8 and (p.weight_bits is None or p.weight_bits <= 8):
-            bits = max(p.act_bits, p.weight_bits or p.act_bits)
-            return "int4" if bits <= 4 else "int8"
+        a = self.precision.act_bits
+        if other_bits is _FROM_INPUTS:
+            has_weight = any(self.role(t) == "weight" and t.dim() >= 2 for t in ins)
+            other_bits = self.precision.weight_bits if has_weight else a
+        if a is not None and a <= 8 and isinstance(other_bits, (int, float)) and other_bits <= 8:
+            return "int4" if max(a, other_bits) <= 4 else "int8"
         return native
 
     def _make_op(self, name: str, op_class: str, flops: float, by_role: dict[str, float],
@@ -299,7 +306,10 @@ class Recorder(TorchDispatchMode):
         }
         ins = [query, key, value]
         self.ops.append(self._make_op("aten.scaled_dot_product_attention", "attention", cost.flops,
-                                      by_role, ins, [out], self._compute_dtype("gemm", ins, [out]), extra))
+                                      by_role, ins, [out],
+                                      self._compute_dtype("gemm", ins, [out], self.precision.kv_bits
+                                                          if cost.bytes_kv_read else self.precision.act_bits),
+                                      extra))
 
     def _emit_allreduce(self, module: str, out: torch.Tensor) -> None:
         size = self.precision.nbytes(out, "activation")

@@ -93,7 +93,8 @@ class Trace:
                 i += 1
                 continue
             j = i
-            while j < len(self.ops) and self.ops[j].layer == op.layer and self.ops[j].repeat == op.repeat:
+            while j < len(self.ops) and (self.ops[j].layer, self.ops[j].repeat, self.ops[j].phase,
+                                         self.ops[j].step) == (op.layer, op.repeat, op.phase, op.step):
                 j += 1
             for r in range(op.repeat):
                 for src in self.ops[i:j]:

@@ -8,7 +8,8 @@ tokens. Generate: a prefill of L tokens, then ``new_tokens`` decode steps over t
 from __future__ import annotations
 
 import json
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 import torch
 
@@ -44,7 +45,8 @@ def capture(
 ) -> Trace:
     """Trace one run of a zoo model. See ``llmsim trace --help`` for the meaning of each knob."""
     spec = model if isinstance(model, ModelSpec) else load_model_spec(model, overrides)
-    _check_args(spec, phase, batch, seq_len, new_tokens, tp, weight_bits, act_bits, kv_bits, group_size)
+    _check_args(spec, phase, batch, seq_len, new_tokens, tp, weight_bits, act_bits, kv_bits, group_size,
+                group_meta_bits)
     dev = ("cpu" if spec.cpu_default else "meta") if device == "auto" else device
     if dev not in ("cpu", "meta"):
         raise LlmsimError(f"--device: expected auto, cpu or meta, found {device!r}")
@@ -54,13 +56,21 @@ def capture(
     precision = Precision(weight_bits, act_bits, kv_bits, group_size, group_meta_bits if group_size else 0.0)
 
     torch.manual_seed(seed)
+    if device == "auto" and dev == "meta":
+        dev = _auto_device(spec, tdtype, layers, tp, seed)
+    elif dev == "cpu":
+        _check_cpu_memory(spec, tdtype, layers, tp, seed)
     net = zoo.build_model(spec, dev, tdtype, layers=layers, tp=tp, seed=seed)
+    max_pos = zoo.max_learned_positions(spec, net.config)
+    total = seq_len + (new_tokens if phase == "generate" else 1 if phase == "decode" else 0)
+    if max_pos and total > max_pos:
+        raise LlmsimError(f"--seq-len: {spec.name} has learned positions up to {max_pos}, found {total} tokens")
     if dev == "meta":
         from sim.trace.moe import install_uniform_routing
 
         install_uniform_routing(net)
     runner = _Runner(spec, net, dev, precision, tp, seed)
-    with torch.inference_mode():
+    with torch.inference_mode(), _forward_errors(spec):
         if spec.family == "bert":
             ops = runner.encoder(batch, seq_len)
         elif phase == "prefill":
@@ -97,6 +107,40 @@ def capture(
     return Trace(meta=meta, ops=ops)
 
 
+@contextmanager
+def _forward_errors(spec: ModelSpec) -> Iterator[None]:
+    """A configuration that builds but cannot run (shapes that do not fit) is a user error."""
+    try:
+        yield
+    except (RuntimeError, ValueError, IndexError) as exc:
+        raise LlmsimError(f"{spec.name}: the forward pass failed with this configuration: {zoo.one_line(exc)}") from None
+
+
+def _meta_params(spec: ModelSpec, dtype: torch.dtype, layers: int | None, tp: int, seed: int) -> int:
+    net = zoo.build_model(spec, "meta", dtype, layers=layers, tp=tp, seed=seed)
+    return sum(p.numel() for p in net.parameters())
+
+
+def _auto_device(spec: ModelSpec, dtype: torch.dtype, layers: int | None, tp: int, seed: int) -> str:
+    """``auto``: real tensors on the CPU for small models (at most CPU_AUTO_MAX_PARAMS), else meta."""
+    return "cpu" if _meta_params(spec, dtype, layers, tp, seed) <= CPU_AUTO_MAX_PARAMS else "meta"
+
+
+def _check_cpu_memory(spec: ModelSpec, dtype: torch.dtype, layers: int | None, tp: int, seed: int) -> None:
+    """Refuse a CPU run whose weights alone would not fit in the memory available now."""
+    if spec.weights_package:
+        return
+    import psutil
+
+    need = _meta_params(spec, dtype, layers, tp, seed) * torch.empty((), dtype=dtype).element_size()
+    avail = psutil.virtual_memory().available
+    if need > 0.8 * avail:
+        raise LlmsimError(
+            f"--device: cpu needs {need / 1e9:.1f} GB for {spec.name}'s weights, {avail / 1e9:.1f} GB available "
+            f"(use --device meta, or --layers N)"
+        )
+
+
 def _tf_version() -> str:
     import transformers
 
@@ -109,7 +153,7 @@ def _num_layers(net: torch.nn.Module) -> int:
 
 
 def _check_args(spec: ModelSpec, phase: str, batch: int, seq_len: int, new_tokens: int, tp: int,
-                weight_bits, act_bits, kv_bits, group_size) -> None:
+                weight_bits, act_bits, kv_bits, group_size, group_meta_bits) -> None:
     if phase not in ("prefill", "decode", "generate"):
         raise LlmsimError(f"--phase: expected prefill, decode or generate, found {phase!r}")
     needed = ["prefill", "decode"] if phase == "generate" else [phase]
@@ -130,12 +174,12 @@ def _check_args(spec: ModelSpec, phase: str, batch: int, seq_len: int, new_token
         raise LlmsimError(f"--tp: {spec.name} declares no tensor-parallel sharding (expected --tp 1)")
     if group_size is not None and group_size < 1:
         raise LlmsimError(f"--group-size: expected a positive integer, found {group_size!r}")
-    max_pos = spec.config.get("max_position_embeddings") or spec.config.get("n_positions")
-    total = seq_len + (new_tokens if phase == "generate" else 1 if phase == "decode" else 0)
-    if max_pos and spec.family in ("opt", "gpt2", "bert") and total > max_pos:
-        raise LlmsimError(
-            f"--seq-len: {spec.name} has learned positions up to {max_pos}, found {total} tokens"
-        )
+    if group_size is not None and weight_bits is None:
+        raise LlmsimError("--group-size: group quantization needs --weight-bits (found none)")
+    if group_meta_bits < 0:
+        raise LlmsimError(f"--group-meta-bits: expected a non-negative number, found {group_meta_bits!r}")
+    if group_meta_bits and group_size is None:
+        raise LlmsimError("--group-meta-bits: metadata is charged per group; give --group-size too")
 
 
 class _Runner:

@@ -42,7 +42,11 @@ def build_config(spec: ModelSpec, layers: int | None = None, tp: int = 1) -> Any
     install()
     cfg_cls = getattr(tf, FAMILIES[spec.family][0])
     kwargs = dict(spec.config)
-    cfg = cfg_cls(**kwargs)
+    _check_config_keys(spec, cfg_cls, kwargs)
+    try:
+        cfg = cfg_cls(**kwargs)
+    except Exception as exc:  # transformers validates some fields itself
+        raise LlmsimError(f"{spec.name}: config: {cfg_cls.__name__} rejected it: {one_line(exc)}") from None
     if layers is not None:
         n_total = _num_layers(cfg)
         if layers < 1 or layers > n_total:
@@ -53,6 +57,35 @@ def build_config(spec: ModelSpec, layers: int | None = None, tp: int = 1) -> Any
     cfg._attn_implementation = ATTN_IMPL
     cfg.use_cache = True
     return cfg
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception's message folded onto one line."""
+    text = " ".join(part.strip() for part in str(exc).strip().splitlines() if part.strip())
+    return text[:300] or type(exc).__name__
+
+
+def _check_config_keys(spec: ModelSpec, cfg_cls: type, kwargs: dict[str, Any]) -> None:
+    """Every ``config:`` key must be an argument or attribute of the transformers config class."""
+    import inspect
+
+    known = set(inspect.signature(cfg_cls.__init__).parameters) | set(getattr(cfg_cls, "attribute_map", {}))
+    for klass in cfg_cls.__mro__:
+        known |= set(getattr(klass, "__annotations__", {}))
+    for key, value in kwargs.items():
+        if key not in known:
+            raise LlmsimError(f"{spec.name}: config.{key}: unknown key for {cfg_cls.__name__}")
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value <= 0 and (
+            key.startswith(("num_", "n_")) or key.endswith(("_size", "_dim", "_layers", "_heads"))
+        ):
+            raise LlmsimError(f"{spec.name}: config.{key}: expected a positive number, found {value!r}")
+    heads = kwargs.get("num_attention_heads")
+    kv = kwargs.get("num_key_value_heads")
+    if heads and kv and heads % kv:
+        raise LlmsimError(f"{spec.name}: config.num_key_value_heads: expected a divisor of {heads} heads, found {kv}")
+    k, e = kwargs.get("num_experts_per_tok"), kwargs.get("num_local_experts")
+    if k and e and k > e:
+        raise LlmsimError(f"{spec.name}: config.num_experts_per_tok: expected at most {e} (the experts), found {k}")
 
 
 def _num_layers(cfg: Any) -> int:
@@ -80,12 +113,13 @@ def _shard_config(spec: ModelSpec, cfg: Any, tp: int) -> None:
     for key in spec.tp_shard_keys:
         value = getattr(cfg, key)
         if key == "num_key_value_heads" and value < tp:
-            continue  # fewer KV heads than devices: each device keeps one (replicated) KV head
+            if tp % value:
+                raise LlmsimError(f"--tp: {spec.name} has {value} KV heads; tp = {tp} is not a multiple of it")
+            setattr(cfg, key, 1)  # fewer KV heads than devices: each device keeps one (replicated)
+            continue
         if value % tp:
             raise LlmsimError(f"--tp: {spec.name} config.{key} = {value} is not divisible by tp = {tp}")
         setattr(cfg, key, value // tp)
-    if getattr(cfg, "num_key_value_heads", None) and cfg.num_key_value_heads > cfg.num_attention_heads:
-        cfg.num_key_value_heads = cfg.num_attention_heads
     if getattr(cfg, "num_key_value_heads", None) and cfg.num_attention_heads % cfg.num_key_value_heads:
         raise LlmsimError(f"--tp: {spec.name}: heads per device not a multiple of KV heads per device")
 
@@ -103,6 +137,8 @@ def build_model(spec: ModelSpec, device: str, dtype: torch.dtype, layers: int | 
     try:
         with torch.device(device):
             model = model_cls(cfg)
+    except (ValueError, KeyError, AssertionError, RuntimeError, TypeError) as exc:
+        raise LlmsimError(f"{spec.name}: config: building {model_cls.__name__} failed: {one_line(exc)}") from None
     finally:
         torch.set_default_dtype(prev)
     model = model.to(dtype=dtype)
@@ -164,11 +200,21 @@ def _load_packaged(spec: ModelSpec, device: str, dtype: torch.dtype, layers: int
     path = model_dir(spec)
     kwargs: dict[str, Any] = {}
     if layers is not None:
+        n_total = _num_layers(tf.AutoConfig.from_pretrained(str(path)))
+        if layers < 1 or layers > n_total:
+            raise LlmsimError(f"--layers: expected 1..{n_total} for {spec.name}, found {layers}")
         kwargs["num_hidden_layers"] = layers
     model_cls = getattr(tf, FAMILIES[spec.family][1])
     model = model_cls.from_pretrained(str(path), dtype=dtype, attn_implementation=ATTN_IMPL, **kwargs)
     model.eval()
     return model
+
+
+def max_learned_positions(spec: ModelSpec, cfg: Any) -> int | None:
+    """Longest sequence a model with learned position embeddings can take (None: rotary)."""
+    if spec.family in ("opt", "gpt2", "bert"):
+        return getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", None)
+    return None
 
 
 def model_dir(spec: ModelSpec):
