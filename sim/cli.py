@@ -186,6 +186,8 @@ def roofline(trace_file, hws, out_dir, datasheet, sets, gemm, attention, kv_head
 def _single(gemm, attention, phase, kv_heads, dtype, hws, measured, overrides, as_json) -> None:
     from sim.roofline.single import single_attention, single_gemm
 
+    if len(set(hws)) < len(hws):
+        raise LlmsimError("--hw: a device is given twice (expected each device once)")
     results = []
     for hw in hws:
         if gemm:
