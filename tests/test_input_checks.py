@@ -45,9 +45,15 @@ def test_memory_geometry_and_timing_keys_are_checked(tmp_path):
     text = (project_root() / "hw_configs/memory/hbm2-neupims.yaml").read_text()
     bad = tmp_path / "m.yaml"
     bad.write_text(text.replace("capacity_gb: 32", "capacity_gb: 64"))
-    assert_one_line_error(run_cli("hw", str(bad)), "capacity_gb", "geometry", "32 GiB")
-    bad.write_text(text.replace("  rcdrd: 14", "  rcdd: 14"))
-    assert_one_line_error(run_cli("hw", str(bad)), "timing_cycles.rcdd", "unknown key")
+    assert_one_line_error(run_cli("hw", str(bad)), "capacity_gb", "organisation", "= 32 GiB")
+    bad.write_text(text.replace("  nRCDRD: 14", "  nRCDD: 14"))
+    assert_one_line_error(run_cli("hw", str(bad)), "timing_cycles", "unknown timing 'nRCDD'")
+    bad.write_text(text.replace("  nRAS: 34", "  nRAS: 10"))
+    assert_one_line_error(run_cli("hw", str(bad)), "timing_cycles", "nRAS (10) must be >= nRCDRD (14)")
+    bad.write_text(text.replace("address_mapping: rorabgbachco", "address_mapping: rorabgbachch"))
+    assert_one_line_error(run_cli("hw", str(bad)), "address_mapping", "repeats the field 'ch'")
+    bad.write_text(text.replace("  bank: 4\n", "  bank: 3\n").replace("capacity_gb: 32", "capacity_gb: 24"))
+    assert_one_line_error(run_cli("hw", str(bad)), "address_mapping", "cannot address 3")
     assert MEM.peak_bw_bytes_per_s == pytest.approx(1024e9)
 
 

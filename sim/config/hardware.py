@@ -8,10 +8,12 @@ Each computing kind turns itself into roofline :class:`~sim.roofline.ceilings.Ce
 from __future__ import annotations
 
 
+import math
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, PositiveInt, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, PositiveInt, ValidationInfo,
+                      field_validator, model_validator)
 
 from sim.config.loader import apply_overrides, load_yaml, validate_into
 from sim.config.paths import find_bundled
@@ -102,47 +104,6 @@ class GpuConfig(Strict):
 # Memory (HBM / PIM)
 
 
-class DramOrganization(Strict):
-    ranks: PositiveInt
-    bank_groups: PositiveInt
-    banks_per_group: PositiveInt
-    rows: PositiveInt
-    columns: PositiveInt
-    bus_width_bits: PositiveInt = Field(description="data bus width of one channel")
-    burst_length: PositiveInt
-    capacity_gb: PositiveFloat
-
-    @property
-    def banks_per_channel(self) -> int:
-        return self.ranks * self.bank_groups * self.banks_per_group
-
-
-class DramTiming(Strict):
-    """DRAM timing constraints in memory-clock cycles (JEDEC names, lower case, no leading t)."""
-
-    cl: NonNegativeInt
-    cwl: NonNegativeInt
-    rcdrd: NonNegativeInt
-    rcdwr: NonNegativeInt
-    rp: NonNegativeInt
-    ras: NonNegativeInt
-    rfc: NonNegativeInt
-    refi: NonNegativeInt
-    refib: NonNegativeInt | None = None
-    rrd_s: NonNegativeInt
-    rrd_l: NonNegativeInt
-    wtr_s: NonNegativeInt
-    wtr_l: NonNegativeInt
-    faw: NonNegativeInt
-    wr: NonNegativeInt
-    ccd_s: NonNegativeInt
-    ccd_l: NonNegativeInt
-    rtp: NonNegativeInt
-    xs: NonNegativeInt | None = None
-    cke: NonNegativeInt | None = None
-    xp: NonNegativeInt | None = None
-
-
 class DramCurrents(Strict):
     """IDD currents in mA (JEDEC names)."""
 
@@ -169,57 +130,155 @@ class PimConfig(Strict):
     dual_row_buffer: bool
     gwrite_cycles: PositiveInt | None = None
     tile_bytes_per_bank: PositiveInt | None = Field(None, description="one DRAM page per bank per PIM tile")
+    all_bank_mac_interval_cycles: PositiveInt | None = None
 
 
 class MemoryConfig(Strict):
+    """A DRAM preset: a standard (``sim/memory/standards``) with its organisation and timings.
+
+    ``organization`` gives the node count of every level of the standard (channels first; columns
+    in device columns). ``timing_cycles`` uses the standard's timing names; those left out are
+    derived by the standard's formulas, and a timing neither given nor derivable is an error.
+    """
+
     kind: Literal["memory"]
     name: str
     standard: str
     description: str = ""
     source: str
     tck_ps: PositiveFloat = Field(description="clock period in picoseconds")
-    channels: PositiveInt
-    organization: DramOrganization
-    timing_cycles: DramTiming
+    organization: dict[str, PositiveInt]
+    bus_width_bits: PositiveInt = Field(description="data bus width of one channel")
+    burst_length: PositiveInt
+    capacity_gb: PositiveFloat = Field(description="GiB, checked against the organisation")
+    timing_cycles: dict[str, NonNegativeInt]
     power: DramPower | None = None
-    address_mapping: str
+    address_mapping: str = Field(description="level codes, most significant first (e.g. rorabgbachco)")
     page_policy: Literal["open", "closed"] = "open"
     refresh: Literal["all_bank", "per_bank", "none"] = "all_bank"
     command_queue_depth: PositiveInt = 32
     transaction_queue_depth: PositiveInt = 32
     pim: PimConfig | None = None
 
+    @field_validator("standard")
+    @classmethod
+    def _known_standard(cls, v: str) -> str:
+        from sim.memory.standard import available_standards
+
+        if v not in available_standards():
+            raise ValueError(f"unknown DRAM standard {v!r} (expected one of: {', '.join(available_standards())})")
+        return v
+
+    @field_validator("organization")
+    @classmethod
+    def _levels(cls, v: dict[str, int], info: ValidationInfo) -> dict[str, int]:
+        std = _standard_of(info)
+        if std is None:
+            return v
+        names = [lvl.name for lvl in std.levels]
+        for key in v:
+            if key not in names:
+                raise ValueError(f"unknown level {key!r} for {std.name} (expected {', '.join(names)})")
+        for key in names:
+            if key not in v:
+                raise ValueError(f"missing level {key!r} (expected counts for {', '.join(names)})")
+        return v
+
+    @field_validator("timing_cycles")
+    @classmethod
+    def _timings(cls, v: dict[str, int], info: ValidationInfo) -> dict[str, int]:
+        from sim.memory.standard import resolve_timings
+
+        std = _standard_of(info)
+        if std is None:
+            return v
+        for key in v:
+            if key not in std.timings:
+                raise ValueError(f"unknown timing {key!r} for {std.name} (expected {', '.join(std.timings)})")
+        try:
+            t, _ = resolve_timings(std, v, info.data.get("organization"))
+        except KeyError as exc:
+            raise ValueError(f"{exc.args[0]} is neither given nor derivable ({std.timings.get(exc.args[0], '')})") from None
+        for a, b in (("nRAS", "nRCDRD"), ("nRAS", "nRCDWR")):
+            if a in t and b in t and t[a] < t[b]:
+                raise ValueError(f"{a} ({t[a]}) must be >= {b} ({t[b]}): a row must stay open until it is read")
+        if t.get("nRC", 1) < t.get("nRAS", 0):
+            raise ValueError(f"nRC ({t['nRC']}) must be >= nRAS ({t['nRAS']})")
+        if t.get("nBL", 1) < 1:
+            raise ValueError("nBL must be at least 1 cycle")
+        return v
+
     @model_validator(mode="after")
     def _consistent(self) -> "MemoryConfig":
-        t = self.timing_cycles
-        if t.ras < t.rcdrd:
-            raise ValueError(f"timing_cycles.ras ({t.ras}) must be >= timing_cycles.rcdrd ({t.rcdrd})")
         o = self.organization
-        geometry = self.channels * o.banks_per_channel * o.rows * o.columns * o.bus_width_bits / 8
-        if abs(geometry - o.capacity_gb * 2**30) > 1e-6 * geometry:
+        geometry = math.prod(o.values()) * self.bus_width_bits / 8
+        if abs(geometry - self.capacity_gb * 2**30) > 1e-6 * geometry:
             raise ValueError(
-                f"organization.capacity_gb ({o.capacity_gb}) disagrees with the geometry: channels x ranks x "
-                f"banks x rows x columns x bus width = {geometry / 2**30:g} GiB"
+                f"capacity_gb ({self.capacity_gb}) disagrees with the organisation: "
+                f"{' x '.join(f'{k} {n}' for k, n in o.items())} x {self.bus_width_bits // 8} B = {geometry / 2**30:g} GiB"
             )
+        self.mapping()  # raises LlmsimError for a mapping that misses, repeats or cannot address a field
         return self
+
+    def spec(self):
+        """The standard bound to this preset (timings resolved, constraint table in cycles)."""
+        from sim.memory.standard import bind, load_standard
+
+        return bind(load_standard(self.standard), self.organization, self.timing_cycles)
+
+    def mapping(self):
+        from sim.memory.address import parse_mapping
+        from sim.memory.standard import load_standard
+
+        std = load_standard(self.standard)
+        return parse_mapping(self.address_mapping, [lvl.code for lvl in std.levels],
+                             [self.organization[lvl.name] for lvl in std.levels], self.burst_bytes,
+                             self.burst_length, origin=f"{self.name}: address_mapping")
+
+    @property
+    def burst_bytes(self) -> int:
+        return self.bus_width_bits // 8 * self.burst_length
+
+    @property
+    def channels(self) -> int:
+        return self.organization["channel"]
 
     @property
     def freq_hz(self) -> float:
         return 1e12 / self.tck_ps
 
     @property
+    def data_buses(self) -> int:
+        """Independent data buses: the node count down to the standard's data-bus level."""
+        from sim.memory.standard import load_standard
+
+        std = load_standard(self.standard)
+        return math.prod(self.organization[lvl.name] for lvl in std.levels[: std.data_bus_level + 1])
+
+    @property
+    def bus_bw_bytes_per_s(self) -> float:
+        """Peak data rate of one data bus: one burst every nBL clock cycles."""
+        return self.burst_bytes / self.spec().t("nBL") * self.freq_hz
+
+    @property
     def channel_bw_bytes_per_s(self) -> float:
-        """Peak data rate of one channel: bus width x 2 transfers per clock (DDR)."""
-        return self.organization.bus_width_bits / 8 * 2 * self.freq_hz
+        return self.peak_bw_bytes_per_s / self.channels
 
     @property
     def peak_bw_bytes_per_s(self) -> float:
-        return self.channel_bw_bytes_per_s * self.channels
+        return self.bus_bw_bytes_per_s * self.data_buses
 
     def ceilings(self, measured: bool = True) -> Ceilings:
         raise LlmsimError(
             f"{self.name}: kind: a memory config has no compute roof; give an npu, gpu or bitserial config"
         )
+
+
+def _standard_of(info: ValidationInfo):
+    from sim.memory.standard import available_standards, load_standard
+
+    name = info.data.get("standard")
+    return load_standard(name) if name in available_standards() else None
 
 
 # --------------------------------------------------------------------------------------------

@@ -128,6 +128,8 @@ def _describe_error(err: dict[str, Any]) -> str:
         return "unknown key (not part of the schema)"
     if kind == "missing":
         return "required key is missing"
+    if kind == "value_error":
+        return msg.removeprefix("Value error, ")
     return msg[0].lower() + msg[1:] if msg else "invalid value"
 
 
@@ -140,7 +142,7 @@ def validate_into(model: type[M], data: dict[str, Any], origin: str | Path) -> M
         err = sorted(exc.errors(), key=lambda e: e.get("type") != "extra_forbidden")[0]
         loc = ".".join(str(p) for p in err.get("loc", ())) or "(top level)"
         found = ""
-        if err.get("type") not in ("missing",):
+        if err.get("type") not in ("missing", "value_error"):  # a value error's message names the value
             found = f", found {err.get('input')!r}"
             if len(found) > 120:
                 found = found[:117] + "..."

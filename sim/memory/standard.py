@@ -1,0 +1,234 @@
+"""DRAM standards as data: levels, commands and a timing-constraint table, bound to a preset.
+
+A standard file (``sim/memory/standards/<NAME>.yaml``) declares
+
+* ``levels``: the hierarchy top-down (channel ... bank, row, column), each with a two-letter code
+  used by address-mapping strings;
+* ``commands``: each with its scope (the level it addresses) and what it does (opens or closes a
+  row, reads, writes, refreshes);
+* ``timings``: the timing parameters (in memory-clock cycles) a preset must give, and
+  ``derived``: formulas for the ones a preset may leave out (the only place derivations live);
+* ``constraints``: rows of (level, preceding commands, following commands, latency formula,
+  window, sibling). A constraint at level L binds two commands addressed to the same L node (or,
+  with ``sibling``, to different L nodes under the same parent); with ``window`` k, a following
+  command must wait ``latency`` after the k-th most recent preceding one (tFAW: k = 4).
+
+A :class:`DramSpec` is a standard with a preset's organisation and timing values resolved.
+"""
+
+from __future__ import annotations
+
+import ast
+import operator
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sim.errors import LlmsimError
+
+STANDARDS_DIR = Path(__file__).with_name("standards")
+
+
+@dataclass(frozen=True)
+class Level:
+    name: str
+    code: str
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    scope: int             # index of the level it addresses
+    opens: bool = False
+    closes: bool = False
+    access: str | None = None  # "read" / "write"
+    refresh: bool = False
+
+
+@dataclass(frozen=True)
+class ConstraintRule:
+    level: int
+    prev: tuple[int, ...]
+    next: tuple[int, ...]
+    latency: str           # a formula over timing names
+    window: int = 1
+    sibling: bool = False
+
+
+@dataclass(frozen=True)
+class Standard:
+    name: str
+    description: str
+    levels: tuple[Level, ...]
+    commands: tuple[Command, ...]
+    timings: dict[str, str]
+    derived: dict[str, str]
+    rules: tuple[ConstraintRule, ...]
+    data_bus_level: int = 0
+    command_bus: tuple[int, ...] = ()   # per command: the index of the command bus it uses
+
+    def level_index(self, name: str) -> int:
+        for i, lvl in enumerate(self.levels):
+            if lvl.name == name:
+                return i
+        raise KeyError(name)
+
+    def command_index(self, name: str) -> int:
+        for i, c in enumerate(self.commands):
+            if c.name == name:
+                return i
+        raise KeyError(name)
+
+    @property
+    def bank_level(self) -> int:
+        return self.level_index("bank")
+
+
+# ------------------------------------------------------------------------------- formulas
+_OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.FloorDiv: operator.floordiv}
+_FUNCS = {"max": max, "min": min}
+
+
+def evaluate(expr: str, values: dict[str, int]) -> int:
+    """Evaluate a timing formula (names, integers, + - * //, max, min) without ``eval``."""
+
+    def ev(node: ast.AST) -> int:
+        if isinstance(node, ast.Expression):
+            return ev(node.body)
+        if isinstance(node, ast.Constant) and isinstance(node.value, int):
+            return node.value
+        if isinstance(node, ast.Name):
+            if node.id not in values:
+                raise KeyError(node.id)
+            return values[node.id]
+        if isinstance(node, ast.BinOp) and type(node.op) in _OPS:
+            return _OPS[type(node.op)](ev(node.left), ev(node.right))
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+            return -ev(node.operand)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _FUNCS:
+            return _FUNCS[node.func.id](*(ev(a) for a in node.args))
+        raise ValueError(f"unsupported formula element {ast.dump(node)}")
+
+    return int(ev(ast.parse(str(expr), mode="eval")))
+
+
+def formula_names(expr: str) -> set[str]:
+    return {n.id for n in ast.walk(ast.parse(str(expr), mode="eval")) if isinstance(n, ast.Name)} - set(_FUNCS)
+
+
+# ------------------------------------------------------------------------------- loading
+def available_standards() -> list[str]:
+    return sorted(p.stem for p in STANDARDS_DIR.glob("*.yaml"))
+
+
+@lru_cache(maxsize=None)
+def load_standard(name: str) -> Standard:
+    path = STANDARDS_DIR / f"{name}.yaml"
+    if not path.exists():
+        raise LlmsimError(f"standard: unknown DRAM standard {name!r} (expected one of: {', '.join(available_standards())})")
+    doc = yaml.safe_load(path.read_text())
+    levels = tuple(Level(l["name"], l["code"]) for l in doc["levels"])
+    names = [l.name for l in levels]
+    cmds = []
+    for cname, c in doc["commands"].items():
+        cmds.append(Command(cname, names.index(c["scope"]), bool(c.get("opens")), bool(c.get("closes")),
+                            c.get("access"), bool(c.get("refresh"))))
+    cnames = [c.name for c in cmds]
+    timings = dict(doc["timings"])
+    buses = doc.get("command_buses") or {"command": cnames}
+    bus_of = {}
+    for b, (bus, members) in enumerate(buses.items()):
+        for c in members:
+            bus_of[cnames.index(c)] = b
+    if sorted(bus_of) != list(range(len(cnames))):
+        raise LlmsimError(f"{path}: command_buses: every command must use exactly one bus")
+    rules = []
+    for i, r in enumerate(doc["constraints"]):
+        unknown = formula_names(r["latency"]) - set(timings)
+        if unknown:
+            raise LlmsimError(f"{path}: constraints[{i}].latency: unknown timing {sorted(unknown)[0]!r}")
+        level = names.index(r["level"])
+        for c in (*r["prev"], *r["next"]):
+            if cmds[cnames.index(c)].scope < level:
+                raise LlmsimError(f"{path}: constraints[{i}]: {c} addresses the {names[cmds[cnames.index(c)].scope]} "
+                                  f"level, above the rule's level {r['level']}")
+        rules.append(ConstraintRule(
+            level=level,
+            prev=tuple(cnames.index(c) for c in r["prev"]),
+            next=tuple(cnames.index(c) for c in r["next"]),
+            latency=str(r["latency"]),
+            window=int(r.get("window", 1)),
+            sibling=bool(r.get("sibling", False)),
+        ))
+    return Standard(doc["name"], doc.get("description", ""), levels, tuple(cmds), timings,
+                    dict(doc.get("derived", {})), tuple(rules), names.index(doc.get("data_bus_level", "channel")),
+                    tuple(bus_of[i] for i in range(len(cnames))))
+
+
+# ------------------------------------------------------------------------------- binding
+@dataclass(frozen=True)
+class Constraint:
+    """One resolved timing constraint (latency in cycles)."""
+
+    level: int
+    prev: int
+    next: int
+    latency: int
+    window: int
+    sibling: bool
+    rule: int              # index of the standard's rule it came from
+
+    def describe(self, spec: "DramSpec") -> str:
+        s = spec.standard
+        kind = "sibling " if self.sibling else ""
+        win = f", window {self.window}" if self.window > 1 else ""
+        return (f"{s.commands[self.prev].name} -> {s.commands[self.next].name} at {kind}{s.levels[self.level].name}: "
+                f"{s.rules[self.rule].latency} = {self.latency}{win}")
+
+
+@dataclass(frozen=True)
+class DramSpec:
+    standard: Standard
+    counts: tuple[int, ...]            # nodes per parent at each level (channel count first)
+    timing: dict[str, int]
+    timing_origin: dict[str, str]      # "given" or "derived: <formula>"
+    constraints: tuple[Constraint, ...] = field(default=())
+
+    def t(self, name: str) -> int:
+        return self.timing[name]
+
+
+def resolve_timings(standard: Standard, given: dict[str, int],
+                    counts: dict[str, int] | None = None) -> tuple[dict[str, int], dict[str, str]]:
+    """Given timings as given; the missing ones from the standard's ``derived`` formulas (which
+    may use level counts). Raises ``KeyError`` naming a timing neither given nor derivable."""
+    values = {**(counts or {}), **given}
+    origin = {k: "given" for k in given}
+    pending = [k for k in standard.timings if k not in values]
+    progress = True
+    while pending and progress:
+        progress = False
+        for k in list(pending):
+            expr = standard.derived.get(k)
+            if expr is not None and formula_names(expr) <= set(values):
+                values[k] = evaluate(expr, values)
+                origin[k] = f"derived: {expr}"
+                pending.remove(k)
+                progress = True
+    if pending:
+        raise KeyError(pending[0])
+    return {k: values[k] for k in standard.timings}, origin
+
+
+def bind(standard: Standard, counts: dict[str, int], given: dict[str, int]) -> DramSpec:
+    timing, origin = resolve_timings(standard, given, counts)
+    constraints = []
+    for i, r in enumerate(standard.rules):
+        lat = evaluate(r.latency, timing)
+        for p in r.prev:
+            for n in r.next:
+                constraints.append(Constraint(r.level, p, n, lat, r.window, r.sibling, i))
+    return DramSpec(standard, tuple(counts[l.name] for l in standard.levels), timing, origin, tuple(constraints))
