@@ -1,0 +1,465 @@
+"""Command-level DRAM engine: an FR-FCFS controller per channel issuing every ACT / PRE / RD / WR /
+REF command at the first cycle the standard's constraint table allows.
+
+The per-command loop runs in numba (``_run_channel``); this module prepares flat arrays from a
+:class:`~sim.memory.standard.DramSpec` and splits requests by channel (channels share nothing:
+each has its own command and data buses). Time advances from event to event (the earliest cycle
+any queued command, arrival or refresh can act), not cycle by cycle.
+
+Controller model (per channel):
+* a request queue of ``queue_depth`` entries, filled in arrival order;
+* FR-FCFS: each cycle, on the column command bus, the oldest ready row hit; on the row command bus
+  (HBM issues a row and a column command in the same cycle), the oldest request's ACT or PRE, a PRE
+  only when no queued request still hits the open row;
+* open page keeps rows open; closed page closes with RDA / WRA when no queued request hits the row;
+* refresh: all-bank (PREA, then REFab every nREFI per refresh node) or per-bank (REFpb to the next
+  bank every nREFIpb, after PRE if open); a bank due for refresh takes no new ACT.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numba import njit
+
+from sim.memory.commands import CommandLog
+from sim.memory.standard import DramSpec
+
+NONE = -1
+BIG = np.int64(1) << 60
+
+
+@dataclass(frozen=True)
+class Roles:
+    """Indices of the standard's commands by what they do."""
+
+    act: int
+    pre: int
+    prea: int
+    rd: int
+    wr: int
+    rda: int
+    wra: int
+    refab: int
+    refpb: int
+
+
+def command_roles(spec: DramSpec) -> Roles:
+    s = spec.standard
+    bank = s.bank_level
+
+    def find(pred) -> int:
+        hits = [i for i, c in enumerate(s.commands) if pred(c)]
+        return hits[0] if hits else NONE
+
+    return Roles(
+        act=find(lambda c: c.opens),
+        pre=find(lambda c: c.closes and c.access is None and c.scope == bank),
+        prea=find(lambda c: c.closes and c.access is None and c.scope < bank),
+        rd=find(lambda c: c.access == "read" and not c.closes),
+        wr=find(lambda c: c.access == "write" and not c.closes),
+        rda=find(lambda c: c.access == "read" and c.closes),
+        wra=find(lambda c: c.access == "write" and c.closes),
+        refab=find(lambda c: c.refresh and c.scope < bank),
+        refpb=find(lambda c: c.refresh and c.scope == bank),
+    )
+
+
+@dataclass(frozen=True)
+class EngineTables:
+    """Flat arrays the numba loop reads (levels 0 .. bank of one channel)."""
+
+    counts: np.ndarray        # int64 [B+1], counts[0] = 1 (one channel at a time)
+    level_offset: np.ndarray  # int64 [B+2], start of each level's nodes in `ready`
+    c_level: np.ndarray       # int64 [K]
+    c_next: np.ndarray        # int64 [K]
+    c_lat: np.ndarray         # int64 [K]
+    c_window: np.ndarray      # int64 [K]
+    c_sibling: np.ndarray     # int64 [K]
+    by_prev_ptr: np.ndarray   # CSR over prev command: constraints triggered by it
+    by_prev_idx: np.ndarray
+    scope: np.ndarray         # int64 [commands]: scope level (clamped to bank)
+    bus: np.ndarray           # int64 [commands]: command bus index
+    n_buses: int
+    roles: np.ndarray         # int64 [9]: act, pre, prea, rd, wr, rda, wra, refab, refpb
+    ref_level: int            # level of the all-bank refresh
+    timing: np.ndarray        # int64: nCL, nCWL, nBL, nREFI, nREFIpb
+
+
+def build_tables(spec: DramSpec) -> EngineTables:
+    s = spec.standard
+    bank = s.bank_level
+    counts = np.array([1] + list(spec.counts[1: bank + 1]), dtype=np.int64)
+    nodes = np.cumprod(counts)
+    level_offset = np.concatenate([[0], np.cumsum(nodes)]).astype(np.int64)
+    cons = spec.constraints
+    order = sorted(range(len(cons)), key=lambda k: cons[k].prev)
+    ptr = np.zeros(len(s.commands) + 1, dtype=np.int64)
+    for k in order:
+        ptr[cons[k].prev + 1] += 1
+    ptr = np.cumsum(ptr)
+    roles = command_roles(spec)
+    ref_level = s.commands[roles.refab].scope if roles.refab != NONE else 1
+    return EngineTables(
+        counts=counts,
+        level_offset=level_offset,
+        c_level=np.array([c.level for c in cons], np.int64),
+        c_next=np.array([c.next for c in cons], np.int64),
+        c_lat=np.array([c.latency for c in cons], np.int64),
+        c_window=np.array([c.window for c in cons], np.int64),
+        c_sibling=np.array([int(c.sibling) for c in cons], np.int64),
+        by_prev_ptr=ptr,
+        by_prev_idx=np.array(order, np.int64),
+        scope=np.array([min(c.scope, bank) for c in s.commands], np.int64),
+        bus=np.array(s.command_bus, np.int64),
+        n_buses=max(s.command_bus) + 1,
+        roles=np.array([roles.act, roles.pre, roles.prea, roles.rd, roles.wr, roles.rda, roles.wra,
+                        roles.refab, roles.refpb], np.int64),
+        ref_level=ref_level,
+        timing=np.array([spec.t("nCL"), spec.t("nCWL"), spec.t("nBL"), spec.t("nREFI"), spec.t("nREFIpb")],
+                        np.int64),
+    )
+
+
+# ----------------------------------------------------------------------------------- numba core
+@njit(cache=True)
+def _node(counts, coords, level):
+    """Flat index of the node at ``level`` (within one channel) of a bank coordinate vector."""
+    idx = 0
+    for lv in range(1, level + 1):
+        idx = idx * counts[lv] + coords[lv]
+    return idx
+
+
+@njit(cache=True)
+def _earliest(cmd, coords, counts, level_offset, scope, ready):
+    """First cycle ``cmd`` to ``coords`` satisfies every constraint recorded so far."""
+    t = np.int64(0)
+    for lv in range(scope[cmd] + 1):
+        r = ready[level_offset[lv] + _node(counts, coords, lv), cmd]
+        if r > t:
+            t = r
+    return t
+
+
+@njit(cache=True)
+def _issue(cmd, coords, t, counts, level_offset, by_prev_ptr, by_prev_idx, c_level, c_next, c_lat, c_window,
+           c_sibling, ready, hist, hist_pos, hist_n):
+    """Record ``cmd`` issued at ``t``: raise the ready times of every command it constrains."""
+    for j in range(by_prev_ptr[cmd], by_prev_ptr[cmd + 1]):
+        k = by_prev_idx[j]
+        lv = c_level[k]
+        node = _node(counts, coords, lv)
+        nxt = c_next[k]
+        if c_window[k] > 1:
+            w = c_window[k]
+            pos = hist_pos[k, node]
+            hist[k, node, pos] = t
+            hist_pos[k, node] = (pos + 1) % w
+            if hist_n[k, node] < w:
+                hist_n[k, node] += 1
+            if hist_n[k, node] == w:
+                oldest = hist[k, node, hist_pos[k, node]]
+                v = oldest + c_lat[k]
+                row = level_offset[lv] + node
+                if v > ready[row, nxt]:
+                    ready[row, nxt] = v
+            continue
+        v = t + c_lat[k]
+        if c_sibling[k] == 1:
+            base = node - coords[lv]  # first sibling under the same parent
+            for s in range(counts[lv]):
+                if s != coords[lv]:
+                    row = level_offset[lv] + base + s
+                    if v > ready[row, nxt]:
+                        ready[row, nxt] = v
+        else:
+            row = level_offset[lv] + node
+            if v > ready[row, nxt]:
+                ready[row, nxt] = v
+
+
+@njit(cache=True)
+def _log(out_t, out_c, out_xy, n, t, cmd, coords, row, col, nlev, scope_level):
+    out_t[n] = t
+    out_c[n] = cmd
+    for lv in range(nlev):
+        out_xy[n, lv] = -1
+    for lv in range(scope_level + 1):
+        out_xy[n, lv] = coords[lv]
+    return n + 1
+
+
+@njit(cache=True)
+def _run_channel(arrive, is_write, coords, rows, cols, channel, counts, level_offset, c_level, c_next, c_lat,
+                 c_window, c_sibling, by_prev_ptr, by_prev_idx, scope, bus, n_buses, roles, ref_level, timing,
+                 queue_depth, closed_page, refresh_mode, horizon, out_t, out_c, out_xy, done):
+    """Simulate one channel. ``coords`` [n, B+1] hold bank coordinates (channel column ignored).
+    Returns (commands logged, final cycle); -1 commands if the log arrays were too small."""
+    act, pre, prea, rd, wr, rda, wra, refab, refpb = (roles[0], roles[1], roles[2], roles[3], roles[4], roles[5],
+                                                      roles[6], roles[7], roles[8])
+    n_cl, n_cwl, n_bl, n_refi, n_refipb = timing[0], timing[1], timing[2], timing[3], timing[4]
+    B = counts.shape[0] - 1
+    nlev = out_xy.shape[1]
+    n_req = arrive.shape[0]
+    n_cmds = scope.shape[0]
+    total_nodes = level_offset[B + 1]
+    n_banks = level_offset[B + 1] - level_offset[B]
+    ready = np.zeros((total_nodes, n_cmds), np.int64)
+    K = c_level.shape[0]
+    max_nodes = n_banks
+    hist = np.zeros((K, max_nodes, 8), np.int64)
+    hist_pos = np.zeros((K, max_nodes), np.int64)
+    hist_n = np.zeros((K, max_nodes), np.int64)
+    open_row = np.full(n_banks, -1, np.int64)
+    # refresh bookkeeping
+    ref_nodes = level_offset[ref_level + 1] - level_offset[ref_level]
+    banks_per_ref = n_banks // ref_nodes
+    next_ref = np.full(ref_nodes, n_refi if refresh_mode == 1 else n_refipb, np.int64)
+    ref_bank = np.zeros(ref_nodes, np.int64)  # per-bank refresh: next bank offset in the node
+    queue = np.full(queue_depth, -1, np.int64)
+    head = 0
+    n_log = 0
+    cap = out_t.shape[0]
+    t = np.int64(0)
+    served = 0
+    bank_coords = np.zeros(B + 1, np.int64)
+    tmp = np.zeros(B + 1, np.int64)
+    bus_used = np.zeros(n_buses, np.int64)
+    blocked = np.zeros(n_banks, np.int64)  # banks whose refresh is due: no new ACT
+    while served < n_req:
+        # admit arrivals into free queue slots
+        for q in range(queue_depth):
+            if queue[q] == -1 and head < n_req and arrive[head] <= t:
+                queue[q] = head
+                head += 1
+        bus_used[:] = 0
+        blocked[:] = 0
+        next_event = BIG
+        if head < n_req and arrive[head] > t:
+            next_event = arrive[head]
+        # ------------------------------------------------------------- refresh
+        if refresh_mode != 0:
+            for r in range(ref_nodes):
+                if t < next_ref[r]:
+                    if next_ref[r] < next_event:
+                        next_event = next_ref[r]
+                    continue
+                # decode the refresh node into coordinates (levels 1..ref_level)
+                rem = r
+                for lv in range(ref_level, 0, -1):
+                    tmp[lv] = rem % counts[lv]
+                    rem //= counts[lv]
+                tmp[0] = 0
+                first_bank = r * banks_per_ref
+                if refresh_mode == 1:  # all-bank
+                    any_open = False
+                    for b in range(first_bank, first_bank + banks_per_ref):
+                        blocked[b] = 1
+                        if open_row[b] != -1:
+                            any_open = True
+                    cmd = prea if any_open else refab
+                    e = _earliest(cmd, tmp, counts, level_offset, scope, ready)
+                    if e <= t and bus_used[bus[cmd]] == 0:
+                        if n_log >= cap:
+                            return -1, t
+                        _issue(cmd, tmp, t, counts, level_offset, by_prev_ptr, by_prev_idx, c_level, c_next, c_lat,
+                               c_window, c_sibling, ready, hist, hist_pos, hist_n)
+                        n_log = _log(out_t, out_c, out_xy, n_log, t, cmd, tmp, -1, -1, nlev, ref_level)
+                        out_xy[n_log - 1, 0] = channel
+                        bus_used[bus[cmd]] = 1
+                        if any_open:
+                            for b in range(first_bank, first_bank + banks_per_ref):
+                                open_row[b] = -1
+                        else:
+                            next_ref[r] += n_refi
+                    elif e < next_event:
+                        next_event = max(e, t + 1)
+                else:  # per-bank
+                    b = first_bank + ref_bank[r]
+                    blocked[b] = 1
+                    rem = b
+                    for lv in range(B, 0, -1):
+                        bank_coords[lv] = rem % counts[lv]
+                        rem //= counts[lv]
+                    cmd = pre if open_row[b] != -1 else refpb
+                    e = _earliest(cmd, bank_coords, counts, level_offset, scope, ready)
+                    if e <= t and bus_used[bus[cmd]] == 0:
+                        if n_log >= cap:
+                            return -1, t
+                        _issue(cmd, bank_coords, t, counts, level_offset, by_prev_ptr, by_prev_idx, c_level, c_next,
+                               c_lat, c_window, c_sibling, ready, hist, hist_pos, hist_n)
+                        n_log = _log(out_t, out_c, out_xy, n_log, t, cmd, bank_coords, -1, -1, nlev, B)
+                        out_xy[n_log - 1, 0] = channel
+                        bus_used[bus[cmd]] = 1
+                        if cmd == pre:
+                            open_row[b] = -1
+                        else:
+                            next_ref[r] += n_refipb
+                            ref_bank[r] = (ref_bank[r] + 1) % banks_per_ref
+                    elif e < next_event:
+                        next_event = max(e, t + 1)
+        # ------------------------------------------------------------- column bus: oldest ready hit
+        best_q = -1
+        best_age = BIG
+        for q in range(queue_depth):
+            i = queue[q]
+            if i == -1 or i >= best_age:
+                continue
+            b = _node(counts, coords[i], B)
+            if open_row[b] != rows[i]:
+                continue
+            cmd = wr if is_write[i] else rd
+            e = _earliest(cmd, coords[i], counts, level_offset, scope, ready)
+            if e <= t and bus_used[bus[cmd]] == 0:
+                best_q = q
+                best_age = i
+            elif e < next_event:
+                next_event = max(e, t + 1)
+        if best_q != -1:
+            i = queue[best_q]
+            b = _node(counts, coords[i], B)
+            cmd = wr if is_write[i] else rd
+            if closed_page:
+                more = False
+                for q in range(queue_depth):
+                    j = queue[q]
+                    if j != -1 and j != i and _node(counts, coords[j], B) == b and rows[j] == rows[i]:
+                        more = True
+                if not more:
+                    cmd = wra if is_write[i] else rda
+            if n_log >= cap:
+                return -1, t
+            _issue(cmd, coords[i], t, counts, level_offset, by_prev_ptr, by_prev_idx, c_level, c_next, c_lat,
+                   c_window, c_sibling, ready, hist, hist_pos, hist_n)
+            n_log = _log(out_t, out_c, out_xy, n_log, t, cmd, coords[i], rows[i], cols[i], nlev, B)
+            out_xy[n_log - 1, 0] = channel
+            out_xy[n_log - 1, B + 1] = rows[i]
+            out_xy[n_log - 1, B + 2] = cols[i]
+            bus_used[bus[cmd]] = 1
+            done[i] = t + (n_cwl if is_write[i] else n_cl) + n_bl
+            if cmd == rda or cmd == wra:
+                open_row[b] = -1
+            queue[best_q] = -1
+            served += 1
+        # ------------------------------------------------------------- row bus: oldest ACT / PRE
+        best_q = -1
+        best_age = BIG
+        best_cmd = -1
+        for q in range(queue_depth):
+            i = queue[q]
+            if i == -1 or i >= best_age:
+                continue
+            b = _node(counts, coords[i], B)
+            if open_row[b] == rows[i] or blocked[b] == 1 and open_row[b] == -1:
+                continue
+            if open_row[b] == -1:
+                cmd = act
+            else:
+                # conflict: precharge only if no queued request still hits the open row
+                hit_pending = False
+                for q2 in range(queue_depth):
+                    j = queue[q2]
+                    if j != -1 and _node(counts, coords[j], B) == b and rows[j] == open_row[b]:
+                        hit_pending = True
+                if hit_pending:
+                    continue
+                cmd = pre
+            e = _earliest(cmd, coords[i], counts, level_offset, scope, ready)
+            if e <= t and bus_used[bus[cmd]] == 0:
+                best_q = q
+                best_age = i
+                best_cmd = cmd
+            elif e < next_event:
+                next_event = max(e, t + 1)
+        if best_q != -1:
+            i = queue[best_q]
+            b = _node(counts, coords[i], B)
+            if n_log >= cap:
+                return -1, t
+            _issue(best_cmd, coords[i], t, counts, level_offset, by_prev_ptr, by_prev_idx, c_level, c_next, c_lat,
+                   c_window, c_sibling, ready, hist, hist_pos, hist_n)
+            n_log = _log(out_t, out_c, out_xy, n_log, t, best_cmd, coords[i], -1, -1, nlev, B)
+            out_xy[n_log - 1, 0] = channel
+            if best_cmd == act:
+                out_xy[n_log - 1, B + 1] = rows[i]
+                open_row[b] = rows[i]
+            else:
+                open_row[b] = -1
+            bus_used[bus[best_cmd]] = 1
+        # ------------------------------------------------------------- advance time
+        issued = 0
+        for k in range(n_buses):
+            issued += bus_used[k]
+        if issued > 0:
+            t += 1
+        else:
+            if next_event == BIG:
+                next_event = t + 1
+            t = max(next_event, t + 1)
+        if t > horizon:
+            break
+    return n_log, t
+
+
+# ----------------------------------------------------------------------------------- Python API
+@dataclass
+class EngineResult:
+    log: CommandLog
+    done_cycle: np.ndarray   # per request: cycle its data transfer ends
+    cycles: int              # last data transfer end over all channels
+
+    def bandwidth_bytes_per_cycle(self, n_requests: int, burst_bytes: int) -> float:
+        return n_requests * burst_bytes / max(self.cycles, 1)
+
+
+def run(spec: DramSpec, arrive: np.ndarray, is_write: np.ndarray, coords: np.ndarray, queue_depth: int = 32,
+        page_policy: str = "open", refresh: str = "all_bank", horizon: int = 1 << 50) -> EngineResult:
+    """Serve requests (arrival cycle, read/write, full coordinates [n, levels]) and log every command.
+
+    ``coords`` columns follow the standard's levels: channel, ..., bank, row, column (in bursts).
+    Requests must be sorted by arrival.
+    """
+    tab = build_tables(spec)
+    s = spec.standard
+    B = s.bank_level
+    nlev = len(s.levels)
+    arrive = np.asarray(arrive, np.int64)
+    is_write = np.asarray(is_write, np.bool_)
+    coords = np.asarray(coords, np.int64)
+    n = arrive.shape[0]
+    if n and np.any(np.diff(arrive) < 0):
+        raise ValueError("requests must be sorted by arrival cycle")
+    done = np.full(n, -1, np.int64)
+    logs = []
+    refresh_mode = {"none": 0, "all_bank": 1, "per_bank": 2}[refresh]
+    end = 0
+    for ch in np.unique(coords[:, 0]) if n else []:
+        sel = np.nonzero(coords[:, 0] == ch)[0]
+        cap = 4 * len(sel) + 1024
+        while True:
+            out_t = np.zeros(cap, np.int64)
+            out_c = np.zeros(cap, np.int64)
+            out_xy = np.full((cap, nlev), -1, np.int64)
+            d = np.full(len(sel), -1, np.int64)
+            n_log, t_end = _run_channel(
+                arrive[sel], is_write[sel], coords[sel, : B + 1], coords[sel, B + 1], coords[sel, B + 2], int(ch),
+                tab.counts, tab.level_offset, tab.c_level, tab.c_next, tab.c_lat, tab.c_window, tab.c_sibling,
+                tab.by_prev_ptr, tab.by_prev_idx, tab.scope, tab.bus, tab.n_buses, tab.roles, tab.ref_level,
+                tab.timing, queue_depth, page_policy == "closed", refresh_mode, horizon, out_t, out_c, out_xy, d)
+            if n_log >= 0:
+                break
+            cap *= 2
+        done[sel] = d
+        logs.append((out_t[:n_log], out_c[:n_log], out_xy[:n_log]))
+        end = max(end, int(d.max()) if len(d) else 0)
+    if logs:
+        t = np.concatenate([l[0] for l in logs])
+        c = np.concatenate([l[1] for l in logs])
+        xy = np.concatenate([l[2] for l in logs])
+        order = np.argsort(t, kind="stable")
+        log = CommandLog(t[order], c[order].astype(np.int16), xy[order].astype(np.int32))
+    else:
+        log = CommandLog.empty(nlev)
+    return EngineResult(log=log, done_cycle=done, cycles=end)
