@@ -144,6 +144,17 @@ def _earliest(cmd, coords, counts, level_offset, scope, ready):
 
 
 @njit(cache=True)
+def _earliest_at(cmd, node_row, level_offset, scope, ready):
+    """``_earliest`` with the request's node index per level precomputed."""
+    t = np.int64(0)
+    for lv in range(scope[cmd] + 1):
+        r = ready[level_offset[lv] + node_row[lv], cmd]
+        if r > t:
+            t = r
+    return t
+
+
+@njit(cache=True)
 def _issue(cmd, coords, t, counts, level_offset, by_prev_ptr, by_prev_idx, c_level, c_next, c_lat, c_window,
            c_sibling, ready, hist, hist_pos, hist_n):
     """Record ``cmd`` issued at ``t``: raise the ready times of every command it constrains."""
@@ -228,11 +239,20 @@ def _run_channel(arrive, is_write, coords, rows, cols, channel, counts, level_of
     tmp = np.zeros(B + 1, np.int64)
     bus_used = np.zeros(n_buses, np.int64)
     blocked = np.zeros(n_banks, np.int64)  # banks whose refresh is due: no new ACT
+    bank_of = np.empty(n_req, np.int64)
+    req_nodes = np.empty((n_req, B + 1), np.int64)  # node index of each request at each level
+    for i in range(n_req):
+        for lv in range(B + 1):
+            req_nodes[i, lv] = _node(counts, coords[i], lv)
+        bank_of[i] = req_nodes[i, B]
+    hits = np.zeros(n_banks, np.int64)     # queued requests that hit their bank's open row
     while served < n_req:
         # admit arrivals into free queue slots
         for q in range(queue_depth):
             if queue[q] == -1 and head < n_req and arrive[head] <= t:
                 queue[q] = head
+                if open_row[bank_of[head]] == rows[head]:
+                    hits[bank_of[head]] += 1
                 head += 1
         bus_used[:] = 0
         blocked[:] = 0
@@ -272,6 +292,7 @@ def _run_channel(arrive, is_write, coords, rows, cols, channel, counts, level_of
                         if any_open:
                             for b in range(first_bank, first_bank + banks_per_ref):
                                 open_row[b] = -1
+                                hits[b] = 0
                         else:
                             next_ref[r] += n_refi
                     elif e < next_event:
@@ -295,6 +316,7 @@ def _run_channel(arrive, is_write, coords, rows, cols, channel, counts, level_of
                         bus_used[bus[cmd]] = 1
                         if cmd == pre:
                             open_row[b] = -1
+                            hits[b] = 0
                         else:
                             next_ref[r] += n_refipb
                             ref_bank[r] = (ref_bank[r] + 1) % banks_per_ref
@@ -307,11 +329,11 @@ def _run_channel(arrive, is_write, coords, rows, cols, channel, counts, level_of
             i = queue[q]
             if i == -1 or i >= best_age:
                 continue
-            b = _node(counts, coords[i], B)
+            b = bank_of[i]
             if open_row[b] != rows[i]:
                 continue
             cmd = wr if is_write[i] else rd
-            e = _earliest(cmd, coords[i], counts, level_offset, scope, ready)
+            e = _earliest_at(cmd, req_nodes[i], level_offset, scope, ready)
             if e <= t and bus_used[bus[cmd]] == 0:
                 best_q = q
                 best_age = i
@@ -319,16 +341,11 @@ def _run_channel(arrive, is_write, coords, rows, cols, channel, counts, level_of
                 next_event = max(e, t + 1)
         if best_q != -1:
             i = queue[best_q]
-            b = _node(counts, coords[i], B)
+            b = bank_of[i]
             cmd = wr if is_write[i] else rd
-            if closed_page:
-                more = False
-                for q in range(queue_depth):
-                    j = queue[q]
-                    if j != -1 and j != i and _node(counts, coords[j], B) == b and rows[j] == rows[i]:
-                        more = True
-                if not more:
-                    cmd = wra if is_write[i] else rda
+            hits[b] -= 1
+            if closed_page and hits[b] == 0:
+                cmd = wra if is_write[i] else rda
             if n_log >= cap:
                 return -1, t
             _issue(cmd, coords[i], t, counts, level_offset, by_prev_ptr, by_prev_idx, c_level, c_next, c_lat,
@@ -341,6 +358,7 @@ def _run_channel(arrive, is_write, coords, rows, cols, channel, counts, level_of
             done[i] = t + (n_cwl if is_write[i] else n_cl) + n_bl
             if cmd == rda or cmd == wra:
                 open_row[b] = -1
+                hits[b] = 0
             queue[best_q] = -1
             served += 1
         # ------------------------------------------------------------- row bus: oldest ACT / PRE
@@ -351,22 +369,16 @@ def _run_channel(arrive, is_write, coords, rows, cols, channel, counts, level_of
             i = queue[q]
             if i == -1 or i >= best_age:
                 continue
-            b = _node(counts, coords[i], B)
+            b = bank_of[i]
             if open_row[b] == rows[i] or blocked[b] == 1 and open_row[b] == -1:
                 continue
             if open_row[b] == -1:
                 cmd = act
             else:
-                # conflict: precharge only if no queued request still hits the open row
-                hit_pending = False
-                for q2 in range(queue_depth):
-                    j = queue[q2]
-                    if j != -1 and _node(counts, coords[j], B) == b and rows[j] == open_row[b]:
-                        hit_pending = True
-                if hit_pending:
+                if hits[b] > 0:  # conflict: precharge only once no queued request hits the open row
                     continue
                 cmd = pre
-            e = _earliest(cmd, coords[i], counts, level_offset, scope, ready)
+            e = _earliest_at(cmd, req_nodes[i], level_offset, scope, ready)
             if e <= t and bus_used[bus[cmd]] == 0:
                 best_q = q
                 best_age = i
@@ -375,7 +387,7 @@ def _run_channel(arrive, is_write, coords, rows, cols, channel, counts, level_of
                 next_event = max(e, t + 1)
         if best_q != -1:
             i = queue[best_q]
-            b = _node(counts, coords[i], B)
+            b = bank_of[i]
             if n_log >= cap:
                 return -1, t
             _issue(best_cmd, coords[i], t, counts, level_offset, by_prev_ptr, by_prev_idx, c_level, c_next, c_lat,
@@ -385,8 +397,14 @@ def _run_channel(arrive, is_write, coords, rows, cols, channel, counts, level_of
             if best_cmd == act:
                 out_xy[n_log - 1, B + 1] = rows[i]
                 open_row[b] = rows[i]
+                hits[b] = 0
+                for q in range(queue_depth):
+                    j = queue[q]
+                    if j != -1 and bank_of[j] == b and rows[j] == rows[i]:
+                        hits[b] += 1
             else:
                 open_row[b] = -1
+                hits[b] = 0
             bus_used[bus[best_cmd]] = 1
         # ------------------------------------------------------------- advance time
         issued = 0
@@ -435,16 +453,20 @@ def run(spec: DramSpec, arrive: np.ndarray, is_write: np.ndarray, coords: np.nda
     logs = []
     refresh_mode = {"none": 0, "all_bank": 1, "per_bank": 2}[refresh]
     end = 0
-    for ch in np.unique(coords[:, 0]) if n else []:
-        sel = np.nonzero(coords[:, 0] == ch)[0]
+    by_channel = np.argsort(coords[:, 0], kind="stable") if n else np.zeros(0, np.int64)
+    channels = coords[by_channel, 0] if n else np.zeros(0, np.int64)
+    bounds = np.flatnonzero(np.diff(channels)) + 1
+    for sel in np.split(by_channel, bounds) if n else []:
+        ch = int(coords[sel[0], 0])
+        sub = coords[sel]
         cap = 4 * len(sel) + 1024
         while True:
-            out_t = np.zeros(cap, np.int64)
-            out_c = np.zeros(cap, np.int64)
-            out_xy = np.full((cap, nlev), -1, np.int64)
+            out_t = np.empty(cap, np.int64)
+            out_c = np.empty(cap, np.int64)
+            out_xy = np.empty((cap, nlev), np.int64)
             d = np.full(len(sel), -1, np.int64)
             n_log, t_end = _run_channel(
-                arrive[sel], is_write[sel], coords[sel, : B + 1], coords[sel, B + 1], coords[sel, B + 2], int(ch),
+                arrive[sel], is_write[sel], sub[:, : B + 1], sub[:, B + 1], sub[:, B + 2], ch,
                 tab.counts, tab.level_offset, tab.c_level, tab.c_next, tab.c_lat, tab.c_window, tab.c_sibling,
                 tab.by_prev_ptr, tab.by_prev_idx, tab.scope, tab.bus, tab.n_buses, tab.roles, tab.ref_level,
                 tab.timing, queue_depth, page_policy == "closed", refresh_mode, horizon, out_t, out_c, out_xy, d)
