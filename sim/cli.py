@@ -265,18 +265,45 @@ def validate(suite, quick, as_json) -> None:
         if n not in SUITES:
             raise LlmsimError(f"validate: unknown suite {n!r} (expected one of: {', '.join(SUITES)})")
         results.append(importlib.import_module(SUITES[n]).run(quick=quick))
+    cases = [c for r in results for c in r.get("cases", [])]
+    failed = any(c.passed is False for c in cases)
     if as_json:
-        _emit_json(results[0] if len(results) == 1 else results)
+        if suite and "cases" in results[0]:
+            _emit_json([c.to_dict() for c in cases])
+        else:
+            _emit_json([_jsonable_result(r) for r in results] if len(results) > 1 else _jsonable_result(results[0]))
+    else:
+        for r in results:
+            _print_result(r)
+    if failed:
+        sys.exit(1)
+
+
+def _jsonable_result(r: dict) -> dict:
+    if "cases" in r:
+        return {**r, "cases": [c.to_dict() for c in r["cases"]]}
+    return r
+
+
+def _print_result(r: dict) -> None:
+    click.echo(f"== {r['suite']}: {r['what']}")
+    if "cases" in r:
+        for c in r["cases"]:
+            ref = "-" if c.reference is None else f"{c.reference:.4g}"
+            err = "" if c.rel_error is None else f" ({c.rel_error:+.1%})"
+            verdict = {True: "PASS", False: "FAIL", None: "report"}[c.passed]
+            click.echo(f"  {verdict:<6} {c.name}: reference {ref}, simulated {c.simulated:.4g} {c.unit}{err}"
+                       f"{'  [' + c.tolerance + ']' if c.tolerance else ''}")
+            if c.note:
+                click.echo(f"         {c.note}")
         return
-    for r in results:
-        click.echo(f"== {r['suite']}: {r['what']}")
-        cols = r["columns"]
-        click.echo("  ".join(f"{c:>12}" for c in cols))
-        for row in r["rows"]:
-            click.echo("  ".join(f"{row[c]:>12.1f}" if isinstance(row[c], float) else f"{row[c]:>12}" for c in cols))
-        for k, v in r.items():
-            if k.startswith("mean_"):
-                click.echo(f"{k}: {v:.1f}")
+    cols = r["columns"]
+    click.echo("  ".join(f"{c:>12}" for c in cols))
+    for row in r["rows"]:
+        click.echo("  ".join(f"{row[c]:>12.1f}" if isinstance(row[c], float) else f"{row[c]:>12}" for c in cols))
+    for k, v in r.items():
+        if k.startswith("mean_"):
+            click.echo(f"{k}: {v:.1f}")
 
 
 # ------------------------------------------------------------------------------------- demo

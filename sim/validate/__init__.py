@@ -2,4 +2,5 @@
 
 SUITES = {
     "h200-linear": "sim.validate.h200_linear",
+    "memory": "sim.validate.memory",
 }
