@@ -485,3 +485,123 @@ def run(spec: DramSpec, arrive: np.ndarray, is_write: np.ndarray, coords: np.nda
     else:
         log = CommandLog.empty(nlev)
     return EngineResult(log=log, done_cycle=done, cycles=end)
+
+
+# ----------------------------------------------------------------------------------- command fuzzer
+@njit(cache=True)
+def _fuzz_channel(n, seed, rows_used, counts, level_offset, c_level, c_next, c_lat, c_window, c_sibling,
+                  by_prev_ptr, by_prev_idx, scope, bus, n_buses, roles, ref_level, out_t, out_c, out_xy):
+    """Issue ``n`` random state-legal commands to channel 0, each at the first cycle the ready
+    table allows (and its command bus is free). Exercises every constraint, whatever a controller
+    policy would or would not do."""
+    np.random.seed(seed)
+    act, pre, prea, rd, wr, rda, wra, refab, refpb = (roles[0], roles[1], roles[2], roles[3], roles[4], roles[5],
+                                                      roles[6], roles[7], roles[8])
+    B = counts.shape[0] - 1
+    n_cmds = scope.shape[0]
+    ready = np.zeros((level_offset[B + 1], n_cmds), np.int64)
+    K = c_level.shape[0]
+    n_banks = level_offset[B + 1] - level_offset[B]
+    hist = np.zeros((K, n_banks, 8), np.int64)
+    hist_pos = np.zeros((K, n_banks), np.int64)
+    hist_n = np.zeros((K, n_banks), np.int64)
+    open_row = np.full(n_banks, -1, np.int64)
+    bus_last = np.full(n_buses, -1, np.int64)
+    ref_nodes = level_offset[ref_level + 1] - level_offset[ref_level]
+    banks_per_ref = n_banks // ref_nodes
+    coords = np.zeros(B + 1, np.int64)
+    t = np.int64(0)
+    b = 0
+    for k in range(n):
+        if np.random.random() < 0.5:  # stay near the last bank: same refresh node, often the same bank
+            first = (b // banks_per_ref) * banks_per_ref
+            b = first + np.random.randint(0, min(banks_per_ref, 4))
+        else:
+            b = np.random.randint(0, n_banks)
+        rem = b
+        for lv in range(B, 0, -1):
+            coords[lv] = rem % counts[lv]
+            rem //= counts[lv]
+        r = np.random.random()
+        row = -1
+        level = B
+        if open_row[b] == -1:
+            if r < 0.6:
+                cmd = act
+                row = np.random.randint(0, rows_used)
+            elif r < 0.75 and refpb >= 0:
+                cmd = refpb
+            elif r < 0.85 and prea >= 0:
+                cmd = prea
+                level = ref_level
+            elif refab >= 0:
+                first = (b // banks_per_ref) * banks_per_ref
+                closed = True
+                for bb in range(first, first + banks_per_ref):
+                    if open_row[bb] != -1:
+                        closed = False
+                cmd = refab if closed else prea
+                level = ref_level
+            else:
+                cmd = act
+                row = np.random.randint(0, rows_used)
+        else:
+            row = open_row[b]
+            if r < 0.3:
+                cmd = rd
+            elif r < 0.55:
+                cmd = wr
+            elif r < 0.65:
+                cmd = rda
+            elif r < 0.75:
+                cmd = wra
+            elif r < 0.92:
+                cmd = pre
+                row = -1
+            else:
+                cmd = prea
+                level = ref_level
+                row = -1
+        e = _earliest(cmd, coords, counts, level_offset, scope, ready)
+        if e > t:
+            t = e
+        while bus_last[bus[cmd]] >= t:
+            t += 1
+        bus_last[bus[cmd]] = t
+        _issue(cmd, coords, t, counts, level_offset, by_prev_ptr, by_prev_idx, c_level, c_next, c_lat, c_window,
+               c_sibling, ready, hist, hist_pos, hist_n)
+        out_t[k] = t
+        out_c[k] = cmd
+        for lv in range(out_xy.shape[1]):
+            out_xy[k, lv] = -1
+        out_xy[k, 0] = 0
+        for lv in range(1, level + 1):
+            out_xy[k, lv] = coords[lv]
+        if cmd == act:
+            open_row[b] = row
+            out_xy[k, B + 1] = row
+        elif cmd == rd or cmd == wr or cmd == rda or cmd == wra:
+            out_xy[k, B + 1] = row
+            out_xy[k, B + 2] = np.random.randint(0, 4)
+            if cmd == rda or cmd == wra:
+                open_row[b] = -1
+        elif cmd == pre:
+            open_row[b] = -1
+        elif cmd == prea:
+            first = (b // banks_per_ref) * banks_per_ref
+            for bb in range(first, first + banks_per_ref):
+                open_row[bb] = -1
+    return t
+
+
+def fuzz_commands(spec: DramSpec, n: int, seed: int = 0, rows_used: int = 4) -> CommandLog:
+    """``n`` random state-legal commands, each issued as early as the engine's timing core allows."""
+    tab = build_tables(spec)
+    nlev = len(spec.standard.levels)
+    out_t = np.zeros(n, np.int64)
+    out_c = np.zeros(n, np.int64)
+    out_xy = np.full((n, nlev), -1, np.int64)
+    _fuzz_channel(n, seed, rows_used, tab.counts, tab.level_offset, tab.c_level, tab.c_next, tab.c_lat, tab.c_window,
+                  tab.c_sibling, tab.by_prev_ptr, tab.by_prev_idx, tab.scope, tab.bus, tab.n_buses, tab.roles,
+                  tab.ref_level, out_t, out_c, out_xy)
+    return CommandLog(out_t, out_c.astype(np.int16), out_xy.astype(np.int32))

@@ -232,3 +232,44 @@ def bind(standard: Standard, counts: dict[str, int], given: dict[str, int]) -> D
             for n in r.next:
                 constraints.append(Constraint(r.level, p, n, lat, r.window, r.sibling, i))
     return DramSpec(standard, tuple(counts[l.name] for l in standard.levels), timing, origin, tuple(constraints))
+
+
+def dominated_rules(spec: DramSpec) -> dict[int, str]:
+    """Rules that can never be the binding constraint, with the reason.
+
+    A rule is dominated when, for each of its (preceding, following) pairs, another rule binds the
+    same pair at the same or a broader level with at least its latency (a sibling rule is covered by
+    a non-sibling rule one level up); a window-k rule is dominated when k times the smallest such
+    spacing already reaches its latency (tFAW against 4 x tRRD). Shortening a dominated rule by one
+    cycle changes nothing an engine can do, so the mutation test skips exactly these.
+    """
+    out: dict[int, str] = {}
+    rules = spec.standard.rules
+    by_pair: dict[tuple[int, int], list[Constraint]] = {}
+    for c in spec.constraints:
+        by_pair.setdefault((c.prev, c.next), []).append(c)
+    def binds_superset(o: Constraint, c: Constraint) -> bool:
+        """o binds every pair c binds: o's level is broader, or only single-node levels lie between."""
+        reach = c.level - 1 if c.sibling else c.level
+        return o.level <= reach or all(spec.counts[lv] == 1 for lv in range(reach + 1, o.level + 1))
+
+    for r, rule in enumerate(rules):
+        reasons = []
+        for c in (c for c in spec.constraints if c.rule == r):
+            covering = [
+                o for o in by_pair[(c.prev, c.next)]
+                if o.rule != r and o.window == 1 and not o.sibling and binds_superset(o, c)
+            ]
+            if c.window == 1:
+                best = max(covering, key=lambda o: o.latency, default=None)
+                if best is None or best.latency < c.latency:
+                    break
+                reasons.append(f"{rules[best.rule].latency} at {spec.standard.levels[best.level].name}")
+            else:
+                best = max(covering, key=lambda o: o.latency, default=None)
+                if best is None or c.window * best.latency < c.latency:
+                    break
+                reasons.append(f"{c.window} x {rules[best.rule].latency}")
+        else:
+            out[r] = "covered by " + ", ".join(sorted(set(reasons)))
+    return out
