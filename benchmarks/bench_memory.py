@@ -1,0 +1,45 @@
+"""Memory-engine speed: commands per second of the controller engine, the command fuzzer and the
+independent checker, on one core. Run: `python benchmarks/bench_memory.py`."""
+
+from __future__ import annotations
+
+import platform
+import time
+
+import numpy as np
+
+from sim.config import load_hw
+from sim.memory.checker import check
+from sim.memory.engine import fuzz_commands, run
+from sim.memory.workloads import requests
+
+
+def timed(fn, repeat=3):
+    fn()  # compile / warm caches
+    best = float("inf")
+    out = None
+    for _ in range(repeat):
+        t = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t)
+    return out, best
+
+
+def main() -> None:
+    m = load_hw("hbm2-neupims")
+    spec, mp = m.spec(), m.mapping()
+    print(f"machine: {platform.machine()} python {platform.python_version()}; preset hbm2-neupims; best of 3")
+    print(f"{'case':<44} {'commands':>10} {'seconds':>8} {'M cmd/s':>8}")
+    for pattern, n in (("stream", 400_000), ("random", 200_000)):
+        arrive, is_write, addrs = requests(mp, pattern, n, seed=0, burst_bytes=m.burst_bytes)
+        xy = mp.decode_many(addrs)
+        res, dt = timed(lambda: run(spec, arrive, is_write, xy, refresh="per_bank"))
+        print(f"{'engine (FR-FCFS controller), ' + pattern:<44} {len(res.log):>10,} {dt:>8.3f} {len(res.log) / dt / 1e6:>8.2f}")
+    log, dt = timed(lambda: fuzz_commands(spec, 1_000_000, seed=0))
+    print(f"{'engine timing core (command fuzzer)':<44} {len(log):>10,} {dt:>8.3f} {len(log) / dt / 1e6:>8.2f}")
+    bad, dt = timed(lambda: check(spec, log))
+    print(f"{'independent checker':<44} {len(log):>10,} {dt:>8.3f} {len(log) / dt / 1e6:>8.2f}  ({len(bad)} violations)")
+
+
+if __name__ == "__main__":
+    main()
