@@ -229,7 +229,8 @@ def _run_channel(arrive, is_write, coords, rows, cols, channel, counts, level_of
     banks_per_ref = n_banks // ref_nodes
     next_ref = np.full(ref_nodes, n_refi if refresh_mode == 1 else n_refipb, np.int64)
     ref_bank = np.zeros(ref_nodes, np.int64)  # per-bank refresh: next bank offset in the node
-    queue = np.full(queue_depth, -1, np.int64)
+    queue = np.full(queue_depth, -1, np.int64)  # request indices, oldest first (arrival order)
+    qn = 0
     head = 0
     n_log = 0
     cap = out_t.shape[0]
@@ -248,12 +249,12 @@ def _run_channel(arrive, is_write, coords, rows, cols, channel, counts, level_of
     hits = np.zeros(n_banks, np.int64)     # queued requests that hit their bank's open row
     while served < n_req:
         # admit arrivals into free queue slots
-        for q in range(queue_depth):
-            if queue[q] == -1 and head < n_req and arrive[head] <= t:
-                queue[q] = head
-                if open_row[bank_of[head]] == rows[head]:
-                    hits[bank_of[head]] += 1
-                head += 1
+        while qn < queue_depth and head < n_req and arrive[head] <= t:
+            queue[qn] = head
+            qn += 1
+            if open_row[bank_of[head]] == rows[head]:
+                hits[bank_of[head]] += 1
+            head += 1
         bus_used[:] = 0
         blocked[:] = 0
         next_event = BIG
@@ -324,20 +325,19 @@ def _run_channel(arrive, is_write, coords, rows, cols, channel, counts, level_of
                         next_event = max(e, t + 1)
         # ------------------------------------------------------------- column bus: oldest ready hit
         best_q = -1
-        best_age = BIG
-        for q in range(queue_depth):
+        for q in range(qn):  # oldest first: the first ready hit is the FR-FCFS choice
             i = queue[q]
-            if i == -1 or i >= best_age:
-                continue
             b = bank_of[i]
             if open_row[b] != rows[i]:
                 continue
             cmd = wr if is_write[i] else rd
+            if bus_used[bus[cmd]] != 0:
+                break
             e = _earliest_at(cmd, req_nodes[i], level_offset, scope, ready)
-            if e <= t and bus_used[bus[cmd]] == 0:
+            if e <= t:
                 best_q = q
-                best_age = i
-            elif e < next_event:
+                break
+            if e < next_event:
                 next_event = max(e, t + 1)
         if best_q != -1:
             i = queue[best_q]
@@ -359,16 +359,16 @@ def _run_channel(arrive, is_write, coords, rows, cols, channel, counts, level_of
             if cmd == rda or cmd == wra:
                 open_row[b] = -1
                 hits[b] = 0
-            queue[best_q] = -1
+            for q in range(best_q, qn - 1):
+                queue[q] = queue[q + 1]
+            qn -= 1
+            queue[qn] = -1
             served += 1
         # ------------------------------------------------------------- row bus: oldest ACT / PRE
         best_q = -1
-        best_age = BIG
         best_cmd = -1
-        for q in range(queue_depth):
+        for q in range(qn):
             i = queue[q]
-            if i == -1 or i >= best_age:
-                continue
             b = bank_of[i]
             if open_row[b] == rows[i] or blocked[b] == 1 and open_row[b] == -1:
                 continue
@@ -378,12 +378,14 @@ def _run_channel(arrive, is_write, coords, rows, cols, channel, counts, level_of
                 if hits[b] > 0:  # conflict: precharge only once no queued request hits the open row
                     continue
                 cmd = pre
+            if bus_used[bus[cmd]] != 0:
+                break
             e = _earliest_at(cmd, req_nodes[i], level_offset, scope, ready)
-            if e <= t and bus_used[bus[cmd]] == 0:
+            if e <= t:
                 best_q = q
-                best_age = i
                 best_cmd = cmd
-            elif e < next_event:
+                break
+            if e < next_event:
                 next_event = max(e, t + 1)
         if best_q != -1:
             i = queue[best_q]
@@ -398,9 +400,9 @@ def _run_channel(arrive, is_write, coords, rows, cols, channel, counts, level_of
                 out_xy[n_log - 1, B + 1] = rows[i]
                 open_row[b] = rows[i]
                 hits[b] = 0
-                for q in range(queue_depth):
+                for q in range(qn):
                     j = queue[q]
-                    if j != -1 and bank_of[j] == b and rows[j] == rows[i]:
+                    if bank_of[j] == b and rows[j] == rows[i]:
                         hits[b] += 1
             else:
                 open_row[b] = -1
