@@ -101,6 +101,8 @@ def build_tables(spec: DramSpec) -> EngineTables:
     ptr = np.cumsum(ptr)
     roles = command_roles(spec)
     ref_level = s.commands[roles.refab].scope if roles.refab != NONE else 1
+    if any(c.window > 8 for c in cons):
+        raise ValueError("engine: a window rule over more than 8 commands is not supported")
     return EngineTables(
         counts=counts,
         level_offset=level_offset,
