@@ -1,0 +1,75 @@
+"""Row-granularity fast mode (sim.memory.fast) against the command-level engine."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sim.config import load_hw
+from sim.memory.engine import run
+from sim.memory.fast import run_fast
+from sim.memory.workloads import requests
+
+
+def _case(preset, pattern, n, write_fraction=0.0):
+    m = load_hw(preset)
+    spec, mp = m.spec(), m.mapping()
+    arrive, is_write, addrs = requests(mp, pattern, n, seed=0, write_fraction=write_fraction,
+                                       burst_bytes=m.burst_bytes)
+    return spec, arrive, is_write, mp.decode_many(addrs)
+
+
+AGREE = [
+    ("hbm2-neupims", "stream", 50_000, "all_bank"),
+    ("hbm2-neupims", "stream", 50_000, "per_bank"),
+    ("hbm2-neupims", "strided", 30_000, "all_bank"),
+    ("hbm2-neupims", "strided", 30_000, "per_bank"),
+    ("hbm2-neupims", "random", 30_000, "all_bank"),
+    ("hbm2-neupims", "random", 30_000, "per_bank"),
+    ("hbm2-neupims", "random", 30_000, "none"),
+]
+
+
+@pytest.mark.parametrize("preset,pattern,n,refresh", AGREE)
+def test_fast_agrees_with_engine_on_reads(preset, pattern, n, refresh):
+    spec, arrive, is_write, xy = _case(preset, pattern, n)
+    eng = run(spec, arrive, is_write, xy, refresh=refresh)
+    fast = run_fast(spec, arrive, is_write, xy, refresh=refresh)
+    assert abs(fast.cycles - eng.cycles) <= 0.02 * eng.cycles, (eng.cycles, fast.cycles)
+
+
+# UNFINISHED: write mixes (the engine lets ready reads pass writes across open rows; the fast
+# mode batches directions only within a visit) and HBM3 streaming (the engine interleaves bursts
+# of two bank groups when nCCD_L > nBL; the fast mode sends a visit's bursts as one block).
+@pytest.mark.xfail(reason="fast mode not yet within 2% here (see sim/memory/fast.py)", strict=True)
+@pytest.mark.parametrize("preset,pattern,wf", [("hbm2-neupims", "stream", 0.3), ("hbm2-neupims", "random", 0.3),
+                                               ("hbm3-6400", "stream", 0.0)])
+def test_fast_agrees_unfinished(preset, pattern, wf):
+    spec, arrive, is_write, xy = _case(preset, pattern, 30_000, wf)
+    eng = run(spec, arrive, is_write, xy)
+    fast = run_fast(spec, arrive, is_write, xy)
+    assert abs(fast.cycles - eng.cycles) <= 0.02 * eng.cycles, (eng.cycles, fast.cycles)
+
+
+def test_fast_groups_stream_into_row_visits_and_done_cycles_are_plausible():
+    spec, arrive, is_write, xy = _case("hbm2-neupims", "stream", 20_000)
+    fast = run_fast(spec, arrive, is_write, xy)
+    eng = run(spec, arrive, is_write, xy)
+    # 16 bursts of 64 B per 1 KB row per channel: one visit per 16 requests
+    assert fast.row_visits == 20_000 // 16
+    d = fast.done_cycle
+    assert d is not None and d.shape == (20_000,) and np.all(d > 0)
+    idle = spec.t("nRCDRD") + spec.t("nCL") + spec.t("nBL")
+    assert d.min() >= idle and d.max() == fast.cycles
+    assert np.mean(np.abs(d - eng.done_cycle)) < 0.02 * eng.cycles
+    # within a channel, requests complete in order for a read stream
+    ch0 = np.flatnonzero(xy[:, 0] == 0)
+    assert np.all(np.diff(d[ch0]) > 0)
+
+
+def test_fast_empty_and_unsorted():
+    spec, arrive, is_write, xy = _case("hbm2-neupims", "random", 10)
+    r = run_fast(spec, arrive[:0], is_write[:0], xy[:0])
+    assert r.cycles == 0 and r.row_visits == 0
+    with pytest.raises(ValueError):
+        run_fast(spec, arrive + np.arange(10)[::-1], is_write, xy)
