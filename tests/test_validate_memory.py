@@ -21,3 +21,6 @@ def test_validate_memory_quick_passes_and_keeps_its_numbers():
     rnd = cases["random-access bandwidth"]
     assert rnd["reference"] is None and rnd["passed"] is None and rnd["rel_error"] is None
     assert 0.4 * 1024 < rnd["simulated"] < 546  # below the tFAW bound (4 ACTs / nFAW / rank)
+    pim = cases["PIM GEMV internal vs external bandwidth (COMP phase)"]
+    assert pim["passed"] and pim["reference"] == 16
+    assert cases["checker violations over fuzzed commands"]["simulated"] == 0

@@ -128,6 +128,7 @@ class PimConfig(Strict):
 
     comp_coverage_macs: PositiveInt = Field(description="fp16 MACs per bank per COMP command")
     dual_row_buffer: bool
+    standard: str | None = Field(None, description="the standard with the PIM command set (sim/memory/standards)")
     gwrite_cycles: PositiveInt | None = None
     tile_bytes_per_bank: PositiveInt | None = Field(None, description="one DRAM page per bank per PIM tile")
     all_bank_mac_interval_cycles: PositiveInt | None = None
@@ -220,11 +221,17 @@ class MemoryConfig(Strict):
         self.mapping()  # raises LlmsimError for a mapping that misses, repeats or cannot address a field
         return self
 
-    def spec(self):
-        """The standard bound to this preset (timings resolved, constraint table in cycles)."""
+    def spec(self, pim: bool = False):
+        """The standard bound to this preset (timings resolved, constraint table in cycles). With
+        ``pim``, the PIM standard in the mode the preset's row buffers give (single / dual)."""
         from sim.memory.standard import bind, load_standard
 
-        return bind(load_standard(self.standard), self.organization, self.timing_cycles)
+        if not pim:
+            return bind(load_standard(self.standard), self.organization, self.timing_cycles)
+        if self.pim is None or self.pim.standard is None:
+            raise LlmsimError(f"{self.name}: pim.standard: this preset declares no PIM command set")
+        mode = "dual" if self.pim.dual_row_buffer else "single"
+        return bind(load_standard(self.pim.standard), self.organization, self.timing_cycles, mode)
 
     def mapping(self):
         from sim.memory.address import parse_mapping

@@ -46,8 +46,15 @@ _STATE_TEXT = (
     "column command to row {want} while row {row} is open",
     "all-bank refresh with an open bank (bank {bank} of the node, row {row})",
     "per-bank refresh to an open bank (row {row})",
+    "PIM activation of a bank whose normal row {row} is open (single row buffer)",
+    "PIM activation of a bank whose PIM row {row} is already open",
+    "COMP with no PIM row open in the channel",
+    "activate while the bank's PIM row {row} is open (single row buffer)",
+    "refresh while a PIM row ({row}) is open",
 )
-_ACT_OPEN, _COL_CLOSED, _COL_ROW, _REFAB_OPEN, _REFPB_OPEN = range(5)
+_ACT_OPEN, _COL_CLOSED, _COL_ROW, _REFAB_OPEN, _REFPB_OPEN, _PIM_NORMAL_OPEN, _PIM_OPEN, _COMP_CLOSED, \
+    _ACT_PIM_OPEN, _REF_PIM_OPEN = range(10)
+_PIM_KIND = {None: 0, "open": 1, "close": 2, "compute": 3}
 
 
 @dataclass(frozen=True)
@@ -87,7 +94,7 @@ def check(spec: DramSpec, log: CommandLog) -> list[Violation]:
     rec = _scan(cycle, cmd, nodes, row, np.asarray(spec.counts, np.int64),
                 t.c_level, t.c_table, t.c_window, t.c_sibling, t.c_latency, t.next_ptr, t.next_con,
                 t.t_level, t.t_base, t.prev_ptr, t.prev_tab, t.depth, t.total_nodes,
-                *t.flags, std.bank_level, t.bank_span, t.bus_of, t.n_bus)
+                *t.flags, spec.shared_row_buffer, std.bank_level, t.bank_span, t.bus_of, t.n_bus)
     return [_violation(spec, cycle, cmd, coords, r) for r in rec]
 
 
@@ -151,7 +158,7 @@ class _Tables:
     prev_tab: np.ndarray
     depth: int
     total_nodes: int
-    flags: tuple[np.ndarray, ...]        # per command: scope, opens, closes, access, refresh
+    flags: tuple[np.ndarray, ...]        # per command: scope, opens, closes, access, refresh, PIM kind
     bank_span: np.ndarray                # banks under one node, per level
     bus_of: np.ndarray
     n_bus: int
@@ -182,7 +189,8 @@ class _Tables:
             depth=max([1, *(c.window for c in cons)]), total_nodes=int(sizes.sum()),
             flags=(np.array([c.scope for c in cmds], np.int64), np.array([c.opens for c in cmds], np.bool_),
                    np.array([c.closes for c in cmds], np.bool_), np.array([c.access is not None for c in cmds], np.bool_),
-                   np.array([c.refresh for c in cmds], np.bool_)),
+                   np.array([c.refresh for c in cmds], np.bool_),
+                   np.array([_PIM_KIND.get(c.pim, 0) for c in cmds], np.int64)),
             bank_span=np.array(span, np.int64),
             bus_of=np.array(std.command_bus or (0,) * ncmd, np.int64),
             n_bus=max(std.command_bus or (0,)) + 1,
@@ -258,6 +266,44 @@ def _kth_recent_sibling(hist_t, hist_i, head, cnt, base, parent, fanout, mine, k
 
 
 @njit(cache=True)
+def _update_pim_state(i, c, nodes, row, scope, opens, refresh, pim_kind, shared, bank_level, bank_span,
+                      open_row, pim_row, changed_by, rec, nrec):
+    """PIM rows: a second open row per bank (or the same row buffer as normal traffic, ``shared``)."""
+    s = scope[c]
+    first = nodes[i, s] * bank_span[s] if s < bank_level else nodes[i, bank_level]
+    span = bank_span[s] if s < bank_level else 1
+    k = pim_kind[c]
+    if k == 1:      # G_ACT: open the PIM row in every bank under the node
+        for b in range(first, first + span):
+            if shared and open_row[b] >= 0:
+                rec, nrec = _record(rec, nrec, i, 1, changed_by[b], _PIM_NORMAL_OPEN, open_row[b], -1)
+            if pim_row[b] >= 0:
+                rec, nrec = _record(rec, nrec, i, 1, changed_by[b], _PIM_OPEN, pim_row[b], -1)
+            pim_row[b] = row[i]
+    elif k == 2:    # PIM_PRE: close the PIM rows under the node
+        for b in range(first, first + span):
+            pim_row[b] = -1
+    elif k == 3:    # COMP: some bank under the node must compute
+        some = False
+        for b in range(first, first + span):
+            if pim_row[b] >= 0:
+                some = True
+                break
+        if not some:
+            rec, nrec = _record(rec, nrec, i, 1, -1, _COMP_CLOSED, -1, -1)
+    elif opens[c] and shared and s >= bank_level:
+        b = nodes[i, bank_level]
+        if pim_row[b] >= 0:
+            rec, nrec = _record(rec, nrec, i, 1, changed_by[b], _ACT_PIM_OPEN, pim_row[b], -1)
+    elif refresh[c]:
+        for b in range(first, first + span):
+            if pim_row[b] >= 0:
+                rec, nrec = _record(rec, nrec, i, 1, changed_by[b], _REF_PIM_OPEN, pim_row[b], -1)
+                break
+    return rec, nrec
+
+
+@njit(cache=True)
 def _update_state(i, c, nodes, row, scope, opens, closes, access, refresh, bank_level, bank_span,
                   open_row, changed_by, rec, nrec):
     """Check command ``i`` against the bank states, then apply it. Returns the record buffer."""
@@ -302,7 +348,7 @@ def _update_state(i, c, nodes, row, scope, opens, closes, access, refresh, bank_
 def _scan(cycle, cmd, nodes, row, counts,
           c_level, c_table, c_window, c_sibling, c_latency, next_ptr, next_con,
           t_level, t_base, prev_ptr, prev_tab, depth, total_nodes,
-          scope, opens, closes, access, refresh, bank_level, bank_span, bus_of, n_bus):
+          scope, opens, closes, access, refresh, pim_kind, shared, bank_level, bank_span, bus_of, n_bus):
     """One pass over the log; returns the violation records [m, 6]."""
     n = cycle.shape[0]
     hist_t = np.zeros((total_nodes, depth), np.int64)
@@ -311,6 +357,7 @@ def _scan(cycle, cmd, nodes, row, counts,
     cnt = np.zeros(total_nodes, np.int64)
     nbanks = bank_span[0] * counts[0]
     open_row = np.full(nbanks, -1, np.int64)
+    pim_row = np.full(nbanks, -1, np.int64)
     changed_by = np.full(nbanks, -1, np.int64)
     bus_cycle = np.full((counts[0], n_bus), -1, np.int64)
     bus_idx = np.full((counts[0], n_bus), -1, np.int64)
@@ -344,6 +391,8 @@ def _scan(cycle, cmd, nodes, row, counts,
                 t, j = _kth_recent(hist_t, hist_i, head, cnt, base + node, c_window[k], depth)
             if j >= 0 and now - t < c_latency[k]:
                 rec, nrec = _record(rec, nrec, i, 0, j, k, c_latency[k], now - t)
+        rec, nrec = _update_pim_state(i, c, nodes, row, scope, opens, refresh, pim_kind, shared, bank_level,
+                                      bank_span, open_row, pim_row, changed_by, rec, nrec)
         rec, nrec = _update_state(i, c, nodes, row, scope, opens, closes, access, refresh, bank_level,
                                   bank_span, open_row, changed_by, rec, nrec)
         # this command is now the most recent one in every history it belongs to

@@ -609,3 +609,54 @@ def fuzz_commands(spec: DramSpec, n: int, seed: int = 0, rows_used: int = 4) -> 
                   tab.c_sibling, tab.by_prev_ptr, tab.by_prev_idx, tab.scope, tab.bus, tab.n_buses, tab.roles,
                   tab.ref_level, out_t, out_c, out_xy)
     return CommandLog(out_t, out_c.astype(np.int16), out_xy.astype(np.int32))
+
+
+# ----------------------------------------------------------------------------------- command programs
+@njit(cache=True)
+def _run_program(cmds, coords, rows, t0, counts, level_offset, c_level, c_next, c_lat, c_window, c_sibling,
+                 by_prev_ptr, by_prev_idx, scope, bus, n_buses, out_t):
+    """Issue a fixed command sequence on one channel, in order, each at the first cycle the ready
+    table allows and its command bus is free (a PIM kernel, or any scripted sequence)."""
+    B = counts.shape[0] - 1
+    ready = np.zeros((level_offset[B + 1], scope.shape[0]), np.int64)
+    K = c_level.shape[0]
+    n_banks = level_offset[B + 1] - level_offset[B]
+    hist = np.zeros((K, n_banks, 8), np.int64)
+    hist_pos = np.zeros((K, n_banks), np.int64)
+    hist_n = np.zeros((K, n_banks), np.int64)
+    bus_last = np.full(n_buses, -1, np.int64)
+    t = t0
+    for k in range(cmds.shape[0]):
+        cmd = cmds[k]
+        e = _earliest(cmd, coords[k], counts, level_offset, scope, ready)
+        if e > t:
+            t = e
+        while bus_last[bus[cmd]] >= t:
+            t += 1
+        bus_last[bus[cmd]] = t
+        _issue(cmd, coords[k], t, counts, level_offset, by_prev_ptr, by_prev_idx, c_level, c_next, c_lat, c_window,
+               c_sibling, ready, hist, hist_pos, hist_n)
+        out_t[k] = t
+    return t
+
+
+def run_program(spec: DramSpec, program: list[tuple[str, dict[str, int]]], channel: int = 0) -> CommandLog:
+    """Issue ``program`` ((command name, {level: index}) in order) on one channel as early as the
+    standard allows; returns the command log (the row coordinate carries an ACT's or G_ACT's row)."""
+    tab = build_tables(spec)
+    s = spec.standard
+    B = s.bank_level
+    names = [lvl.name for lvl in s.levels]
+    n = len(program)
+    cmds = np.array([s.command_index(c) for c, _ in program], np.int64)
+    xy = np.full((n, len(names)), -1, np.int64)
+    for k, (c, where) in enumerate(program):
+        for lvl, v in where.items():
+            xy[k, names.index(lvl)] = v
+        xy[k, 0] = channel
+    node_xy = np.where(xy[:, : B + 1] < 0, 0, xy[:, : B + 1])
+    out_t = np.zeros(n, np.int64)
+    _run_program(cmds, node_xy, xy[:, B + 1], 0, tab.counts, tab.level_offset, tab.c_level, tab.c_next, tab.c_lat,
+                 tab.c_window, tab.c_sibling, tab.by_prev_ptr, tab.by_prev_idx, tab.scope, tab.bus, tab.n_buses,
+                 out_t)
+    return CommandLog(out_t, cmds.astype(np.int16), xy.astype(np.int32))

@@ -19,6 +19,7 @@ A :class:`DramSpec` is a standard with a preset's organisation and timing values
 from __future__ import annotations
 
 import ast
+import dataclasses
 import operator
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -46,6 +47,7 @@ class Command:
     closes: bool = False
     access: str | None = None  # "read" / "write"
     refresh: bool = False
+    pim: str | None = None     # PIM role: "open" (G_ACT), "close", "compute", "result", "load", "header"
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,8 @@ class Standard:
     rules: tuple[ConstraintRule, ...]
     data_bus_level: int = 0
     command_bus: tuple[int, ...] = ()   # per command: the index of the command bus it uses
+    modes: tuple[str, ...] = ()         # rule sets a preset chooses between (PIM: single / dual)
+    mode_rules: dict[str, tuple[ConstraintRule, ...]] = field(default_factory=dict)
 
     def level_index(self, name: str) -> int:
         for i, lvl in enumerate(self.levels):
@@ -124,18 +128,42 @@ def available_standards() -> list[str]:
     return sorted(p.stem for p in STANDARDS_DIR.glob("*.yaml"))
 
 
-@lru_cache(maxsize=None)
-def load_standard(name: str) -> Standard:
+def _read_standard(name: str, chain: tuple[str, ...] = ()) -> tuple[Path, dict[str, Any]]:
+    """A standard's document with ``extends:`` merged: the child adds commands, buses, timings,
+    derived formulas and constraints to its parent's (levels come from the parent)."""
     path = STANDARDS_DIR / f"{name}.yaml"
     if not path.exists():
         raise LlmsimError(f"standard: unknown DRAM standard {name!r} (expected one of: {', '.join(available_standards())})")
+    if name in chain:
+        raise LlmsimError(f"{path}: extends: cycle {' -> '.join((*chain, name))}")
     doc = yaml.safe_load(path.read_text())
+    parent = doc.pop("extends", None)
+    if parent is None:
+        return path, doc
+    _, base = _read_standard(parent, (*chain, name))
+    merged = dict(base)
+    merged.update({k: v for k, v in doc.items() if k not in ("commands", "command_buses", "timings", "derived",
+                                                              "constraints")})
+    merged["commands"] = {**base["commands"], **doc.get("commands", {})}
+    buses = {k: list(v) for k, v in base.get("command_buses", {}).items()}
+    for bus, members in doc.get("command_buses", {}).items():
+        buses.setdefault(bus, []).extend(members)
+    merged["command_buses"] = buses
+    merged["timings"] = {**base["timings"], **doc.get("timings", {})}
+    merged["derived"] = {**base.get("derived", {}), **doc.get("derived", {})}
+    merged["constraints"] = [*base["constraints"], *doc.get("constraints", [])]
+    return path, merged
+
+
+@lru_cache(maxsize=None)
+def load_standard(name: str) -> Standard:
+    path, doc = _read_standard(name)
     levels = tuple(Level(l["name"], l["code"]) for l in doc["levels"])
     names = [l.name for l in levels]
     cmds = []
     for cname, c in doc["commands"].items():
         cmds.append(Command(cname, names.index(c["scope"]), bool(c.get("opens")), bool(c.get("closes")),
-                            c.get("access"), bool(c.get("refresh"))))
+                            c.get("access"), bool(c.get("refresh")), c.get("pim")))
     cnames = [c.name for c in cmds]
     timings = dict(doc["timings"])
     buses = doc.get("command_buses") or {"command": cnames}
@@ -145,27 +173,28 @@ def load_standard(name: str) -> Standard:
             bus_of[cnames.index(c)] = b
     if sorted(bus_of) != list(range(len(cnames))):
         raise LlmsimError(f"{path}: command_buses: every command must use exactly one bus")
-    rules = []
-    for i, r in enumerate(doc["constraints"]):
-        unknown = formula_names(r["latency"]) - set(timings)
-        if unknown:
-            raise LlmsimError(f"{path}: constraints[{i}].latency: unknown timing {sorted(unknown)[0]!r}")
-        level = names.index(r["level"])
-        for c in (*r["prev"], *r["next"]):
-            if cmds[cnames.index(c)].scope < level:
-                raise LlmsimError(f"{path}: constraints[{i}]: {c} addresses the {names[cmds[cnames.index(c)].scope]} "
-                                  f"level, above the rule's level {r['level']}")
-        rules.append(ConstraintRule(
-            level=level,
-            prev=tuple(cnames.index(c) for c in r["prev"]),
-            next=tuple(cnames.index(c) for c in r["next"]),
-            latency=str(r["latency"]),
-            window=int(r.get("window", 1)),
-            sibling=bool(r.get("sibling", False)),
-        ))
+    def parse_rules(rows: list[dict], where: str) -> tuple[ConstraintRule, ...]:
+        out = []
+        for i, r in enumerate(rows):
+            unknown = formula_names(r["latency"]) - set(timings)
+            if unknown:
+                raise LlmsimError(f"{path}: {where}[{i}].latency: unknown timing {sorted(unknown)[0]!r}")
+            level = names.index(r["level"])
+            for c in (*r["prev"], *r["next"]):
+                if cmds[cnames.index(c)].scope < level:
+                    raise LlmsimError(f"{path}: {where}[{i}]: {c} addresses the {names[cmds[cnames.index(c)].scope]} "
+                                      f"level, above the rule's level {r['level']}")
+            out.append(ConstraintRule(level=level, prev=tuple(cnames.index(c) for c in r["prev"]),
+                                      next=tuple(cnames.index(c) for c in r["next"]), latency=str(r["latency"]),
+                                      window=int(r.get("window", 1)), sibling=bool(r.get("sibling", False))))
+        return tuple(out)
+
+    rules = parse_rules(doc["constraints"], "constraints")
+    modes = doc.get("mode_constraints", {})
+    mode_rules = {m: parse_rules(rows, f"mode_constraints.{m}") for m, rows in modes.items()}
     return Standard(doc["name"], doc.get("description", ""), levels, tuple(cmds), timings,
                     dict(doc.get("derived", {})), tuple(rules), names.index(doc.get("data_bus_level", "channel")),
-                    tuple(bus_of[i] for i in range(len(cnames))))
+                    tuple(bus_of[i] for i in range(len(cnames))), tuple(mode_rules), mode_rules)
 
 
 # ------------------------------------------------------------------------------- binding
@@ -196,6 +225,12 @@ class DramSpec:
     timing: dict[str, int]
     timing_origin: dict[str, str]      # "given" or "derived: <formula>"
     constraints: tuple[Constraint, ...] = field(default=())
+    mode: str | None = None            # the rule set chosen (PIM: "single" or "dual" row buffer)
+
+    @property
+    def shared_row_buffer(self) -> bool:
+        """Single-row-buffer PIM: PIM and normal rows share each bank's row buffer (blocked mode)."""
+        return self.mode == "single"
 
     def t(self, name: str) -> int:
         return self.timing[name]
@@ -223,15 +258,25 @@ def resolve_timings(standard: Standard, given: dict[str, int],
     return {k: values[k] for k in standard.timings}, origin
 
 
-def bind(standard: Standard, counts: dict[str, int], given: dict[str, int]) -> DramSpec:
+def bind(standard: Standard, counts: dict[str, int], given: dict[str, int], mode: str | None = None) -> DramSpec:
+    """Resolve timings and expand the rules (and, for a standard with modes, the chosen mode's rules,
+    numbered after the common ones) into constraints in cycles."""
     timing, origin = resolve_timings(standard, given, counts)
+    if standard.modes and mode not in standard.modes:
+        raise LlmsimError(f"{standard.name}: mode: expected one of {', '.join(standard.modes)}, found {mode!r}")
+    if mode is not None and mode != "" and mode not in standard.mode_rules:
+        raise LlmsimError(f"{standard.name}: mode: the standard has no mode {mode!r}")
+    all_rules = standard.rules + (standard.mode_rules[mode] if mode else ())
+    if mode:
+        standard = dataclasses.replace(standard, rules=all_rules)
     constraints = []
     for i, r in enumerate(standard.rules):
         lat = evaluate(r.latency, timing)
         for p in r.prev:
             for n in r.next:
                 constraints.append(Constraint(r.level, p, n, lat, r.window, r.sibling, i))
-    return DramSpec(standard, tuple(counts[l.name] for l in standard.levels), timing, origin, tuple(constraints))
+    return DramSpec(standard, tuple(counts[l.name] for l in standard.levels), timing, origin, tuple(constraints),
+                    mode)
 
 
 def dominated_rules(spec: DramSpec) -> dict[int, str]:

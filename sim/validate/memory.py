@@ -101,8 +101,37 @@ def fuzz_violations(quick: bool) -> Case:
                 note=f"{commands:,} commands over {len(PRESETS)} presets")
 
 
+def pim_internal_bandwidth(quick: bool) -> list[Case]:
+    """PIM GEMV (attention scores of one request) on the NeuPIMs config: bandwidth inside the
+    banks while COMPs stream, against the channel's external bus."""
+    from sim.memory.checker import check
+    from sim.memory.pim import run_attention
+
+    m = load_hw(PRESET)
+    seq = 1024 if quick else 2048
+    r = run_attention(m, seq, 128, "score", heads=2)
+    bus = m.channel_bw_bytes_per_s / m.freq_hz
+    banks = m.organization["rank"] * m.organization["bankgroup"] * m.organization["bank"]
+    comp_gap = max(m.spec().t("nBL"), m.spec().t("nCCDS"))
+    ref = banks * m.pim.comp_coverage_macs * 2 / comp_gap / bus
+    sim = r.bytes_computed / r.comp_phase_cycles / bus
+    violations = len(check(m.spec(pim=True), r.log))
+    return [
+        Case("PIM GEMV internal vs external bandwidth (COMP phase)", ref, sim, "x", "within 10%",
+             abs(sim - ref) <= 0.1 * ref and violations == 0,
+             f"{banks} banks x {m.pim.comp_coverage_macs * 2} B per COMP every {comp_gap} cycles against a "
+             f"{bus:g} B/cycle channel bus", note=f"q.K^T of a {seq}-token request, 2 heads of 128; "
+                                                  f"{violations} checker violations"),
+        Case("PIM GEMV effective bandwidth over the whole kernel", None, r.bytes_computed / r.cycles / bus, "x",
+             None, None, "report-only",
+             note="includes GWRITE (96 cycles), the G_ACTs (two per tFAW) + tRCD before each tile's COMPs, "
+                  "READRES and PIM_PRE: the activation of each 32 KB tile is not hidden"),
+    ]
+
+
 def run(quick: bool = False) -> dict[str, Any]:
-    cases = [idle_read_latency(), streaming_read(quick), random_read(quick), fuzz_violations(quick)]
+    cases = [idle_read_latency(), streaming_read(quick), random_read(quick), fuzz_violations(quick),
+             *pim_internal_bandwidth(quick)]
     for c in cases:
         c.suite = "memory"
     return {"suite": "memory", "what": "HBM memory system vs its standard's formulas", "cases": cases}

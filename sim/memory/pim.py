@@ -1,0 +1,94 @@
+"""PIM GEMV kernels for attention, NeuPIMs style, as command programs on one channel.
+
+Layout (NeuPIMs, ../shared/reference/neupims.md): a request's KV cache lives in one channel, in
+PIM tiles of one DRAM page in every bank of the channel (1 KB x 32 banks = 32 KB on HBM2-NeuPIMs).
+K is spread over the banks along the sequence, V along the head dimension. Per head:
+
+* GWRITE puts the vector (q for scores, the softmax probabilities for the context) in the
+  channel's global buffer;
+* per tile: P_HEADER, one G_ACT per bank group (the same row in each bank), COMPs over the page's
+  columns (each COMP: ``comp_coverage_macs`` fp16 MACs in every bank), READRESs for the partial
+  sums, PIM_PRE.
+
+Assumptions (NeuPIMs' text gives the command set and its costs, not every count): a tile's COMP
+count is the columns the data fills (page bytes / (MACs x 2 B) when full); the score phase returns
+one fp16 per key, the context phase ``comp_coverage_macs`` fp16 partial sums per bank; READRES
+moves one burst.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from sim.memory.commands import CommandLog
+from sim.memory.engine import run_program
+
+
+@dataclass(frozen=True)
+class KernelResult:
+    log: CommandLog
+    cycles: int
+    tiles: int
+    comps: int
+    bytes_computed: int        # KV bytes read by the PIM units
+    comp_phase_cycles: int     # cycles from each tile's first COMP to one COMP interval after its last
+
+
+def attention_program(memory, seq_len: int, head_dim: int, phase: str = "score", heads: int = 1,
+                      row0: int = 0) -> tuple[list[tuple[str, dict[str, int]]], int, int]:
+    """The command program of one request's attention on PIM; returns (program, tiles, comps)."""
+    if phase not in ("score", "context"):
+        raise ValueError(f"phase: expected score or context, found {phase!r}")
+    org = memory.organization
+    pim = memory.pim
+    page_bytes = org["column"] * memory.bus_width_bits // 8
+    banks = org["rank"] * org["bankgroup"] * org["bank"]
+    tile_bytes = page_bytes * banks
+    comp_bytes = pim.comp_coverage_macs * 2
+    kv_bytes = seq_len * head_dim * 2
+    tiles_per_head = math.ceil(kv_bytes / tile_bytes)
+    program: list[tuple[str, dict[str, int]]] = []
+    comps_total = 0
+    for h in range(heads):
+        program.append(("GWRITE", {}))
+        left = kv_bytes
+        for tile in range(tiles_per_head):
+            used = min(left, tile_bytes)
+            left -= used
+            comps = math.ceil(math.ceil(used / banks) / comp_bytes)
+            if phase == "score":
+                results = math.ceil(used / (head_dim * 2) * 2 / memory.burst_bytes)
+            else:
+                results = math.ceil(banks * pim.comp_coverage_macs * 2 / memory.burst_bytes)
+            row = row0 + h * tiles_per_head + tile
+            program.append(("P_HEADER", {}))
+            for r in range(org["rank"]):
+                for g in range(org["bankgroup"]):
+                    program.append(("G_ACT", {"rank": r, "bankgroup": g, "row": row}))
+            program += [("COMP", {})] * comps
+            program += [("READRES", {})] * results
+            program.append(("PIM_PRE", {}))
+            comps_total += comps
+    return program, tiles_per_head * heads, comps_total
+
+
+def run_attention(memory, seq_len: int, head_dim: int, phase: str = "score", heads: int = 1) -> KernelResult:
+    spec = memory.spec(pim=True)
+    program, tiles, comps = attention_program(memory, seq_len, head_dim, phase, heads)
+    log = run_program(spec, program)
+    comp = spec.standard.command_index("COMP")
+    comp_gap = spec.t("nBL") if spec.t("nBL") > spec.t("nCCDS") else spec.t("nCCDS")
+    # COMP-phase time per tile: from its first COMP to one interval after its last
+    phase_cycles = 0
+    start = last = None
+    for t, c in zip(log.cycle, log.cmd):
+        if c == comp:
+            start = t if start is None else start
+            last = t
+        elif start is not None:
+            phase_cycles += int(last - start + comp_gap)
+            start = None
+    banks = memory.organization["rank"] * memory.organization["bankgroup"] * memory.organization["bank"]
+    computed = comps * banks * memory.pim.comp_coverage_macs * 2
+    return KernelResult(log, int(log.cycle[-1]) + 1 if len(log) else 0, tiles, comps, computed, phase_cycles)

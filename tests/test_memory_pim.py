@@ -1,0 +1,94 @@
+"""PIM: the NeuPIMs command set as standard data, kernels as command programs, checked."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from sim.config import load_hw
+from sim.memory.checker import check
+from sim.memory.commands import CommandLog
+from sim.memory.engine import run_program
+from sim.memory.pim import attention_program, run_attention
+from sim.memory.standard import dominated_rules
+
+
+@pytest.fixture(scope="module")
+def neupims():
+    return load_hw("hbm2-neupims")
+
+
+def test_pim_operation_follows_neupims_latency_model(neupims):
+    """tFAW x (num_gact/2 - 1) + tRCDRD to the first COMP, COMPs max(BL/2, tCCD_S) apart."""
+    spec = neupims.spec(pim=True)
+    r = run_attention(neupims, 512, 128, "score")
+    rows = r.log.rows(spec.standard)
+    gacts = [t for t, c, _ in rows if c == "G_ACT"][:8]  # the first tile's eight bank groups
+    comps = [t for t, c, _ in rows if c == "COMP"][:32]  # the first (full) tile: 32 columns of 32 B
+    assert rows[0][1] == "GWRITE" and gacts[0] - rows[0][0] == 96  # (tCCD_S + tCCD_L) x 32
+    assert gacts[-1] - gacts[0] == spec.t("nFAW") * (len(gacts) // 2 - 1) + 1  # pairs on consecutive cycles
+    assert comps[0] - gacts[-1] == spec.t("nRCDRD")
+    assert all(b - a == max(spec.t("nBL"), spec.t("nCCDS")) for a, b in zip(comps, comps[1:]))
+    assert not check(spec, r.log)
+
+
+@pytest.mark.parametrize("phase", ["score", "context"])
+def test_internal_bandwidth_is_sixteen_times_the_bus(neupims, phase):
+    r = run_attention(neupims, 1024, 128, phase, heads=2)
+    bus = neupims.channel_bw_bytes_per_s / neupims.freq_hz
+    assert r.bytes_computed / r.comp_phase_cycles / bus == pytest.approx(16.0)
+    assert r.bytes_computed == 2 * 1024 * 128 * 2  # every K byte of both heads is read once in the banks
+    assert 3 < r.bytes_computed / r.cycles / bus < 16
+
+
+def test_checker_knows_pim_state(neupims):
+    spec = neupims.spec(pim=True)
+    comp_first = run_program(spec, [("COMP", {})])
+    assert [v.kind for v in check(spec, comp_first)] == ["state"]
+    twice = run_program(spec, [("G_ACT", {"rank": 0, "bankgroup": 0, "row": 1}),
+                               ("G_ACT", {"rank": 0, "bankgroup": 0, "row": 2})])
+    assert any("already open" in v.what for v in check(spec, twice))
+
+
+def test_single_row_buffer_blocks_normal_activation(neupims, tmp_path):
+    single = neupims.model_copy(update={"pim": neupims.pim.model_copy(update={"dual_row_buffer": False})})
+    prog = [("G_ACT", {"rank": 0, "bankgroup": 0, "row": 1}),
+            ("ACT", {"rank": 0, "bankgroup": 0, "bank": 0, "row": 7})]
+    s_spec, d_spec = single.spec(pim=True), neupims.spec(pim=True)
+    assert s_spec.mode == "single" and d_spec.mode == "dual"
+    assert any("single row buffer" in v.what for v in check(s_spec, run_program(s_spec, prog)))
+    assert not check(d_spec, run_program(d_spec, prog))  # dual: both rows open at once
+    t = run_program(d_spec, prog).cycle
+    assert t[1] - t[0] == d_spec.t("nRRDL")  # PIM ACT to ACT in a bank group: tRRD_L, not tRC
+
+
+def test_shortened_pim_rules_are_caught(neupims):
+    """Mutation test over the PIM operation's rules that a kernel exercises."""
+    spec = neupims.spec(pim=True)
+    program, _, _ = attention_program(neupims, 1024, 128, "score", heads=2)
+    names = {"G_ACT", "COMP", "READRES", "PIM_PRE", "GWRITE"}
+    std = spec.standard
+    dominated = dominated_rules(spec)
+    for r, rule in enumerate(std.rules):
+        if r in dominated:
+            continue
+        cmds = {std.commands[c].name for c in (*rule.prev, *rule.next)}
+        if not cmds <= names | {"P_HEADER"} or "P_HEADER" in cmds:
+            continue
+        mutant = dataclasses.replace(spec, constraints=tuple(
+            dataclasses.replace(c, latency=c.latency - 1) if c.rule == r else c for c in spec.constraints))
+        log = run_program(mutant, program)
+        found = [v for v in check(spec, log) if v.constraint is not None and v.constraint.rule == r]
+        pair = (std.commands[rule.prev[0]].name, std.commands[rule.next[0]].name)
+        # a kernel never issues READRES then COMP, and PIM_PRE is bound by the READRES spacing, not
+        # by nRAS / nRTP: those rules cannot bind in this program
+        binding = pair not in {("READRES", "COMP"), ("G_ACT", "PIM_PRE"), ("COMP", "PIM_PRE"), ("READRES", "PIM_PRE")}
+        if binding:
+            assert found, f"PIM rule {r} ({rule.latency}) shortened went unnoticed"
+
+
+def test_program_log_is_a_command_log(neupims):
+    spec = neupims.spec(pim=True)
+    log = run_program(spec, [("GWRITE", {})])
+    assert isinstance(log, CommandLog) and len(log) == 1
