@@ -92,3 +92,23 @@ def test_program_log_is_a_command_log(neupims):
     spec = neupims.spec(pim=True)
     log = run_program(spec, [("GWRITE", {})])
     assert isinstance(log, CommandLog) and len(log) == 1
+
+
+def test_mixed_run_is_clean_and_dual_keeps_npu_traffic(neupims):
+    import numpy as np
+
+    from sim.memory.engine import run_mixed
+
+    mp = neupims.mapping()
+    program, _, _ = attention_program(neupims, 2048, 128, "score", heads=1, row0=10000)
+    stream = mp.decode_many(np.arange(4000 * 32, dtype=np.int64) * 64)
+    coords = stream[stream[:, 0] == 0][:4000]
+    kept = {}
+    for dual in (True, False):
+        mem = neupims.model_copy(update={"pim": neupims.pim.model_copy(update={"dual_row_buffer": dual})})
+        spec = mem.spec(pim=True)
+        res = run_mixed(spec, program, np.zeros(4000, np.int64), np.zeros(4000, bool), coords)
+        assert not check(spec, res.result.log)
+        assert (res.pim_issue >= 0).all() and (res.result.done_cycle >= 0).all()
+        kept[dual] = int(np.sum(res.result.done_cycle <= res.pim_cycles))
+    assert kept[True] > 10 * max(kept[False], 1)

@@ -24,3 +24,7 @@ def test_validate_memory_quick_passes_and_keeps_its_numbers():
     pim = cases["PIM GEMV internal vs external bandwidth (COMP phase)"]
     assert pim["passed"] and pim["reference"] == 16
     assert cases["checker violations over fuzzed commands"]["simulated"] == 0
+    dual = cases["NPU read bandwidth kept beside a PIM GEMV, dual row buffer"]
+    single = cases["NPU read bandwidth kept beside a PIM GEMV, single (blocked) row buffer"]
+    assert dual["passed"] and dual["simulated"] > 0.9  # the data bus loses only READRES / GWRITE slots
+    assert single["passed"] and single["simulated"] < 0.05

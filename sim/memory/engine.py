@@ -207,9 +207,12 @@ def _log(out_t, out_c, out_xy, n, t, cmd, coords, row, col, nlev, scope_level):
 @njit(cache=True)
 def _run_channel(arrive, is_write, coords, rows, cols, channel, counts, level_offset, c_level, c_next, c_lat,
                  c_window, c_sibling, by_prev_ptr, by_prev_idx, scope, bus, n_buses, roles, ref_level, timing,
-                 queue_depth, closed_page, refresh_mode, horizon, out_t, out_c, out_xy, done):
+                 queue_depth, closed_page, refresh_mode, horizon, out_t, out_c, out_xy, done,
+                 pim_cmds, pim_xy, pim_rows, pim_kind, shared, bg_level, pim_t):
     """Simulate one channel. ``coords`` [n, B+1] hold bank coordinates (channel column ignored).
-    Returns (commands logged, final cycle); -1 commands if the log arrays were too small."""
+    A PIM program (``pim_cmds``, in order; empty for plain traffic) runs beside the requests with
+    priority; ``shared``: one row buffer per bank (blocked PIM). Returns (commands logged, final
+    cycle); -1 commands if the log arrays were too small."""
     act, pre, prea, rd, wr, rda, wra, refab, refpb = (roles[0], roles[1], roles[2], roles[3], roles[4], roles[5],
                                                       roles[6], roles[7], roles[8])
     n_cl, n_cwl, n_bl, n_refi, n_refipb = timing[0], timing[1], timing[2], timing[3], timing[4]
@@ -249,7 +252,12 @@ def _run_channel(arrive, is_write, coords, rows, cols, channel, counts, level_of
             req_nodes[i, lv] = _node(counts, coords[i], lv)
         bank_of[i] = req_nodes[i, B]
     hits = np.zeros(n_banks, np.int64)     # queued requests that hit their bank's open row
-    while served < n_req:
+    pim_row = np.full(n_banks, -1, np.int64)
+    claimed = np.zeros(n_banks, np.int64)  # banks the next G_ACT takes (single row buffer): no new ACT
+    n_pim = pim_cmds.shape[0]
+    pp = 0
+    banks_per_bg = n_banks // (level_offset[bg_level + 1] - level_offset[bg_level])
+    while served < n_req or pp < n_pim:
         # admit arrivals into free queue slots
         while qn < queue_depth and head < n_req and arrive[head] <= t:
             queue[qn] = head
@@ -278,10 +286,15 @@ def _run_channel(arrive, is_write, coords, rows, cols, channel, counts, level_of
                 first_bank = r * banks_per_ref
                 if refresh_mode == 1:  # all-bank
                     any_open = False
+                    pim_open = False
                     for b in range(first_bank, first_bank + banks_per_ref):
                         blocked[b] = 1
                         if open_row[b] != -1:
                             any_open = True
+                        if pim_row[b] != -1:
+                            pim_open = True
+                    if pim_open and not any_open:
+                        continue  # the PIM tile closes its rows first (PIM_PRE), then refresh
                     cmd = prea if any_open else refab
                     e = _earliest(cmd, tmp, counts, level_offset, scope, ready)
                     if e <= t and bus_used[bus[cmd]] == 0:
@@ -303,6 +316,8 @@ def _run_channel(arrive, is_write, coords, rows, cols, channel, counts, level_of
                 else:  # per-bank
                     b = first_bank + ref_bank[r]
                     blocked[b] = 1
+                    if pim_row[b] != -1 and open_row[b] == -1:
+                        continue
                     rem = b
                     for lv in range(B, 0, -1):
                         bank_coords[lv] = rem % counts[lv]
@@ -325,6 +340,65 @@ def _run_channel(arrive, is_write, coords, rows, cols, channel, counts, level_of
                             ref_bank[r] = (ref_bank[r] + 1) % banks_per_ref
                     elif e < next_event:
                         next_event = max(e, t + 1)
+        # ------------------------------------------------------------- PIM program: priority
+        claimed[:] = 0
+        if pp < n_pim:
+            cmd = pim_cmds[pp]
+            kind = pim_kind[cmd]
+            can = True
+            if kind == 1:  # G_ACT: a new tile waits for a due refresh; a started tile finishes first
+                tile_open = False
+                for b in range(n_banks):
+                    if pim_row[b] != -1:
+                        tile_open = True
+                        break
+                g0 = _node(counts, pim_xy[pp], bg_level) * banks_per_bg
+                for b in range(g0, g0 + banks_per_bg):
+                    if blocked[b] == 1 and not tile_open:
+                        can = False
+                    if shared:
+                        claimed[b] = 1
+                        if open_row[b] != -1:
+                            can = False
+                            rem = b
+                            for lv in range(B, 0, -1):
+                                bank_coords[lv] = rem % counts[lv]
+                                rem //= counts[lv]
+                            e = _earliest(pre, bank_coords, counts, level_offset, scope, ready)
+                            if e <= t and bus_used[bus[pre]] == 0:
+                                if n_log >= cap:
+                                    return -1, t
+                                _issue(pre, bank_coords, t, counts, level_offset, by_prev_ptr, by_prev_idx, c_level,
+                                       c_next, c_lat, c_window, c_sibling, ready, hist, hist_pos, hist_n)
+                                n_log = _log(out_t, out_c, out_xy, n_log, t, pre, bank_coords, -1, -1, nlev, B)
+                                out_xy[n_log - 1, 0] = channel
+                                bus_used[bus[pre]] = 1
+                                open_row[b] = -1
+                                hits[b] = 0
+                            elif e < next_event:
+                                next_event = max(e, t + 1)
+            if can:
+                e = _earliest(cmd, pim_xy[pp], counts, level_offset, scope, ready)
+                if e <= t and bus_used[bus[cmd]] == 0:
+                    if n_log >= cap:
+                        return -1, t
+                    _issue(cmd, pim_xy[pp], t, counts, level_offset, by_prev_ptr, by_prev_idx, c_level, c_next,
+                           c_lat, c_window, c_sibling, ready, hist, hist_pos, hist_n)
+                    lvl = scope[cmd]
+                    n_log = _log(out_t, out_c, out_xy, n_log, t, cmd, pim_xy[pp], -1, -1, nlev, lvl)
+                    out_xy[n_log - 1, 0] = channel
+                    bus_used[bus[cmd]] = 1
+                    pim_t[pp] = t
+                    if kind == 1:
+                        out_xy[n_log - 1, B + 1] = pim_rows[pp]
+                        g0 = _node(counts, pim_xy[pp], bg_level) * banks_per_bg
+                        for b in range(g0, g0 + banks_per_bg):
+                            pim_row[b] = pim_rows[pp]
+                    elif kind == 2:
+                        pim_row[:] = -1
+                    pp += 1
+                elif e < next_event:
+                    next_event = max(e, t + 1)
         # ------------------------------------------------------------- column bus: oldest ready hit
         best_q = -1
         for q in range(qn):  # oldest first: the first ready hit is the FR-FCFS choice
@@ -374,6 +448,8 @@ def _run_channel(arrive, is_write, coords, rows, cols, channel, counts, level_of
             b = bank_of[i]
             if open_row[b] == rows[i] or blocked[b] == 1 and open_row[b] == -1:
                 continue
+            if shared and open_row[b] == -1 and (pim_row[b] != -1 or claimed[b] == 1):
+                continue  # one row buffer: the bank is PIM's until PIM_PRE
             if open_row[b] == -1:
                 cmd = act
             else:
@@ -426,6 +502,12 @@ def _run_channel(arrive, is_write, coords, rows, cols, channel, counts, level_of
 
 
 # ----------------------------------------------------------------------------------- Python API
+def _no_program(B: int):
+    z = np.zeros(0, np.int64)
+    return z, np.zeros((0, B + 1), np.int64), z, np.zeros(1, np.int64), False, 1, np.zeros(0, np.int64)
+
+
+
 @dataclass
 class EngineResult:
     log: CommandLog
@@ -473,7 +555,8 @@ def run(spec: DramSpec, arrive: np.ndarray, is_write: np.ndarray, coords: np.nda
                 arrive[sel], is_write[sel], sub[:, : B + 1], sub[:, B + 1], sub[:, B + 2], ch,
                 tab.counts, tab.level_offset, tab.c_level, tab.c_next, tab.c_lat, tab.c_window, tab.c_sibling,
                 tab.by_prev_ptr, tab.by_prev_idx, tab.scope, tab.bus, tab.n_buses, tab.roles, tab.ref_level,
-                tab.timing, queue_depth, page_policy == "closed", refresh_mode, horizon, out_t, out_c, out_xy, d)
+                tab.timing, queue_depth, page_policy == "closed", refresh_mode, horizon, out_t, out_c, out_xy, d,
+                *_no_program(B))
             if n_log >= 0:
                 break
             cap *= 2
@@ -660,3 +743,59 @@ def run_program(spec: DramSpec, program: list[tuple[str, dict[str, int]]], chann
                  tab.c_window, tab.c_sibling, tab.by_prev_ptr, tab.by_prev_idx, tab.scope, tab.bus, tab.n_buses,
                  out_t)
     return CommandLog(out_t, cmds.astype(np.int16), xy.astype(np.int32))
+
+
+@dataclass
+class MixedResult:
+    result: EngineResult
+    pim_issue: np.ndarray    # issue cycle of every PIM command
+    pim_cycles: int          # the PIM program's last command cycle + 1
+
+
+def run_mixed(spec: DramSpec, program: list[tuple[str, dict[str, int]]], arrive: np.ndarray, is_write: np.ndarray,
+              coords: np.ndarray, channel: int = 0, queue_depth: int = 32, page_policy: str = "open",
+              refresh: str = "all_bank") -> MixedResult:
+    """Normal requests and a PIM program on one channel at once (PIM first, normal traffic in the
+    gaps). ``spec`` is a PIM spec (``MemoryConfig.spec(pim=True)``): its mode decides whether a
+    bank's PIM row and normal row share one row buffer (single) or not (dual)."""
+    tab = build_tables(spec)
+    s = spec.standard
+    B = s.bank_level
+    nlev = len(s.levels)
+    names = [lvl.name for lvl in s.levels]
+    coords = np.asarray(coords, np.int64)
+    if len(coords) and np.any(coords[:, 0] != channel):
+        raise ValueError(f"run_mixed: every request must be on channel {channel}")
+    kinds = {"open": 1, "close": 2, "compute": 3}
+    pim_kind = np.array([kinds.get(c.pim, 0) for c in s.commands], np.int64)
+    m = len(program)
+    pim_cmds = np.array([s.command_index(c) for c, _ in program], np.int64)
+    pim_xy = np.zeros((m, B + 1), np.int64)
+    pim_rows = np.full(m, -1, np.int64)
+    for k, (_, where) in enumerate(program):
+        for lvl, v in where.items():
+            if lvl == "row":
+                pim_rows[k] = v
+            else:
+                pim_xy[k, names.index(lvl)] = v
+    n = len(arrive)
+    cap = 4 * (n + m) + 1024
+    while True:
+        out_t = np.empty(cap, np.int64)
+        out_c = np.empty(cap, np.int64)
+        out_xy = np.empty((cap, nlev), np.int64)
+        done = np.full(n, -1, np.int64)
+        pim_t = np.full(m, -1, np.int64)
+        n_log, _ = _run_channel(
+            np.asarray(arrive, np.int64), np.asarray(is_write, np.bool_), coords[:, : B + 1], coords[:, B + 1],
+            coords[:, B + 2], channel, tab.counts, tab.level_offset, tab.c_level, tab.c_next, tab.c_lat,
+            tab.c_window, tab.c_sibling, tab.by_prev_ptr, tab.by_prev_idx, tab.scope, tab.bus, tab.n_buses,
+            tab.roles, tab.ref_level, tab.timing, queue_depth, page_policy == "closed",
+            {"none": 0, "all_bank": 1, "per_bank": 2}[refresh], 1 << 50, out_t, out_c, out_xy, done,
+            pim_cmds, pim_xy, pim_rows, pim_kind, spec.shared_row_buffer, s.level_index("bankgroup"), pim_t)
+        if n_log >= 0:
+            break
+        cap *= 2
+    log = CommandLog(out_t[:n_log], out_c[:n_log].astype(np.int16), out_xy[:n_log].astype(np.int32))
+    end = int(done.max()) if n else 0
+    return MixedResult(EngineResult(log, done, end), pim_t, int(pim_t.max()) + 1 if m else 0)

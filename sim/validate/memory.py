@@ -129,9 +129,44 @@ def pim_internal_bandwidth(quick: bool) -> list[Case]:
     ]
 
 
+def npu_reads_with_pim(quick: bool) -> list[Case]:
+    """NPU streaming reads on one channel while a PIM GEMV keeps every bank of it busy: the share of
+    the stand-alone read bandwidth kept inside the PIM window, dual vs single row buffer."""
+    from sim.memory.checker import check
+    from sim.memory.engine import run, run_mixed
+    from sim.memory.pim import attention_program
+
+    m = load_hw(PRESET)
+    mp = m.mapping()
+    heads = 2 if quick else 8
+    program, _, _ = attention_program(m, 8192, 128, "score", heads=heads, row0=m.organization["row"] // 2)
+    n = 20_000 * heads // 2
+    stream = mp.decode_many(np.arange(n * m.channels, dtype=np.int64) * m.burst_bytes)
+    coords = stream[stream[:, 0] == 0][:n]  # channel 0 only: the channel the PIM kernel runs on
+    alone = run(m.spec(), np.zeros(n, np.int64), np.zeros(n, bool), coords, refresh=m.refresh)
+    alone_bw = n * m.burst_bytes / alone.cycles
+    cases = []
+    for dual in (True, False):
+        mem = m.model_copy(update={"pim": m.pim.model_copy(update={"dual_row_buffer": dual})})
+        spec = mem.spec(pim=True)
+        res = run_mixed(spec, program, np.zeros(n, np.int64), np.zeros(n, bool), coords, refresh=m.refresh)
+        window = res.pim_cycles
+        served = int(np.sum((res.result.done_cycle >= 0) & (res.result.done_cycle <= window)))
+        kept = served * m.burst_bytes / window / alone_bw
+        bad = len(check(spec, res.result.log))
+        name = "dual" if dual else "single (blocked)"
+        ok = (kept >= 0.5 if dual else kept <= 0.2) and bad == 0
+        cases.append(Case(f"NPU read bandwidth kept beside a PIM GEMV, {name} row buffer", 0.5 if dual else 0.2, kept,
+                          "fraction", ">= reference" if dual else "<= reference", ok, "NeuPIMs: dual row buffers let NPU traffic and PIM "
+                          "compute proceed at once; a single row buffer blocks the bank",
+                          note=f"{served} of {n} reads done inside the {window}-cycle PIM window; "
+                               f"{bad} checker violations"))
+    return cases
+
+
 def run(quick: bool = False) -> dict[str, Any]:
     cases = [idle_read_latency(), streaming_read(quick), random_read(quick), fuzz_violations(quick),
-             *pim_internal_bandwidth(quick)]
+             *pim_internal_bandwidth(quick), *npu_reads_with_pim(quick)]
     for c in cases:
         c.suite = "memory"
     return {"suite": "memory", "what": "HBM memory system vs its standard's formulas", "cases": cases}
