@@ -577,7 +577,8 @@ def run(spec: DramSpec, arrive: np.ndarray, is_write: np.ndarray, coords: np.nda
 # ----------------------------------------------------------------------------------- command fuzzer
 @njit(cache=True)
 def _fuzz_channel(n, seed, rows_used, counts, level_offset, c_level, c_next, c_lat, c_window, c_sibling,
-                  by_prev_ptr, by_prev_idx, scope, bus, n_buses, roles, ref_level, out_t, out_c, out_xy):
+                  by_prev_ptr, by_prev_idx, scope, bus, n_buses, roles, ref_level, out_t, out_c, out_xy,
+                  pim_roles, shared, bg_level):
     """Issue ``n`` random state-legal commands to channel 0, each at the first cycle the ready
     table allows (and its command bus is free). Exercises every constraint, whatever a controller
     policy would or would not do."""
@@ -599,6 +600,11 @@ def _fuzz_channel(n, seed, rows_used, counts, level_offset, c_level, c_next, c_l
     coords = np.zeros(B + 1, np.int64)
     t = np.int64(0)
     b = 0
+    # PIM (a PIM standard): G_ACT, COMP, READRES, PIM_PRE, GWRITE, P_HEADER; -1 when absent
+    gact, comp, readres, pimpre, gwrite, pheader = (pim_roles[0], pim_roles[1], pim_roles[2], pim_roles[3],
+                                                    pim_roles[4], pim_roles[5])
+    pim_row = np.full(n_banks, -1, np.int64)
+    banks_per_bg = n_banks // (level_offset[bg_level + 1] - level_offset[bg_level])
     for k in range(n):
         if np.random.random() < 0.5:  # stay near the last bank: same refresh node, often the same bank
             first = (b // banks_per_ref) * banks_per_ref
@@ -612,43 +618,94 @@ def _fuzz_channel(n, seed, rows_used, counts, level_offset, c_level, c_next, c_l
         r = np.random.random()
         row = -1
         level = B
-        if open_row[b] == -1:
-            if r < 0.6:
-                cmd = act
-                row = np.random.randint(0, rows_used)
-            elif r < 0.75 and refpb >= 0:
-                cmd = refpb
-            elif r < 0.85 and prea >= 0:
-                cmd = prea
-                level = ref_level
-            elif refab >= 0:
-                first = (b // banks_per_ref) * banks_per_ref
-                closed = True
-                for bb in range(first, first + banks_per_ref):
-                    if open_row[bb] != -1:
-                        closed = False
-                cmd = refab if closed else prea
-                level = ref_level
+        cmd = -1
+        any_pim = False
+        for bb in range(n_banks):
+            if pim_row[bb] != -1:
+                any_pim = True
+                break
+        g0 = (b // banks_per_bg) * banks_per_bg
+        if gact >= 0 and np.random.random() < 0.35:
+            r2 = np.random.random()
+            want_gact = (r2 < 0.6) if not any_pim else (0.65 <= r2 < 0.8)
+            if want_gact:
+                legal = True
+                blocker = -1
+                for bb in range(g0, g0 + banks_per_bg):
+                    if pim_row[bb] != -1:
+                        legal = False
+                    if shared and open_row[bb] != -1:
+                        legal = False
+                        blocker = bb
+                if legal:
+                    cmd = gact
+                    level = bg_level
+                    row = np.random.randint(0, rows_used)
+                elif blocker >= 0 and pim_row[blocker] == -1:
+                    b = blocker  # single row buffer: precharge the normal row first
+                    rem = b
+                    for lv in range(B, 0, -1):
+                        coords[lv] = rem % counts[lv]
+                        rem //= counts[lv]
+                    cmd = pre
+                elif any_pim:
+                    cmd = pimpre
+                    level = 0
+            elif not any_pim:
+                cmd = gwrite if r2 < 0.8 else pheader
+                level = 0
             else:
-                cmd = act
-                row = np.random.randint(0, rows_used)
-        else:
-            row = open_row[b]
-            if r < 0.3:
-                cmd = rd
-            elif r < 0.55:
-                cmd = wr
-            elif r < 0.65:
-                cmd = rda
-            elif r < 0.75:
-                cmd = wra
-            elif r < 0.92:
-                cmd = pre
-                row = -1
+                cmd = comp if r2 < 0.45 else (readres if r2 < 0.65 else pimpre)
+                level = 0
+        if cmd == -1:
+            if open_row[b] == -1:
+                if shared and pim_row[b] != -1 and r < 0.6:
+                    cmd = pimpre  # single row buffer: the PIM row must close before an ACT
+                    level = 0
+                elif r < 0.6:
+                    cmd = act
+                    row = np.random.randint(0, rows_used)
+                elif r < 0.75 and refpb >= 0:
+                    cmd = refpb if pim_row[b] == -1 else pimpre
+                    level = B if pim_row[b] == -1 else 0
+                elif r < 0.85 and prea >= 0:
+                    cmd = prea
+                    level = ref_level
+                elif refab >= 0:
+                    first = (b // banks_per_ref) * banks_per_ref
+                    closed = True
+                    pim_closed = True
+                    for bb in range(first, first + banks_per_ref):
+                        if open_row[bb] != -1:
+                            closed = False
+                        if pim_row[bb] != -1:
+                            pim_closed = False
+                    if not pim_closed:
+                        cmd = pimpre
+                        level = 0
+                    else:
+                        cmd = refab if closed else prea
+                        level = ref_level
+                else:
+                    cmd = act
+                    row = np.random.randint(0, rows_used)
             else:
-                cmd = prea
-                level = ref_level
-                row = -1
+                row = open_row[b]
+                if r < 0.3:
+                    cmd = rd
+                elif r < 0.55:
+                    cmd = wr
+                elif r < 0.65:
+                    cmd = rda
+                elif r < 0.75:
+                    cmd = wra
+                elif r < 0.92:
+                    cmd = pre
+                    row = -1
+                else:
+                    cmd = prea
+                    level = ref_level
+                    row = -1
         e = _earliest(cmd, coords, counts, level_offset, scope, ready)
         if e > t:
             t = e
@@ -678,6 +735,12 @@ def _fuzz_channel(n, seed, rows_used, counts, level_offset, c_level, c_next, c_l
             first = (b // banks_per_ref) * banks_per_ref
             for bb in range(first, first + banks_per_ref):
                 open_row[bb] = -1
+        elif cmd == gact:
+            out_xy[k, B + 1] = row
+            for bb in range(g0, g0 + banks_per_bg):
+                pim_row[bb] = row
+        elif cmd == pimpre:
+            pim_row[:] = -1
     return t
 
 
@@ -688,9 +751,13 @@ def fuzz_commands(spec: DramSpec, n: int, seed: int = 0, rows_used: int = 4) -> 
     out_t = np.zeros(n, np.int64)
     out_c = np.zeros(n, np.int64)
     out_xy = np.full((n, nlev), -1, np.int64)
+    s = spec.standard
+    pim = {c.pim: i for i, c in enumerate(s.commands) if c.pim}
+    pim_roles = np.array([pim.get(k, -1) for k in ("open", "compute", "result", "close", "load", "header")], np.int64)
+    bg_level = s.level_index("bankgroup") if any(l.name == "bankgroup" for l in s.levels) else s.bank_level
     _fuzz_channel(n, seed, rows_used, tab.counts, tab.level_offset, tab.c_level, tab.c_next, tab.c_lat, tab.c_window,
                   tab.c_sibling, tab.by_prev_ptr, tab.by_prev_idx, tab.scope, tab.bus, tab.n_buses, tab.roles,
-                  tab.ref_level, out_t, out_c, out_xy)
+                  tab.ref_level, out_t, out_c, out_xy, pim_roles, spec.shared_row_buffer, bg_level)
     return CommandLog(out_t, out_c.astype(np.int16), out_xy.astype(np.int32))
 
 

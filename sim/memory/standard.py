@@ -284,7 +284,8 @@ def dominated_rules(spec: DramSpec) -> dict[int, str]:
 
     A rule is dominated when, for each of its (preceding, following) pairs, another rule binds the
     same pair at the same or a broader level with at least its latency (a sibling rule is covered by
-    a non-sibling rule one level up); a window-k rule is dominated when k times the smallest such
+    a non-sibling rule one level up), or it asks 1 cycle between commands of one command bus (which
+    carries one command per cycle anyway); a window-k rule is dominated when k times the smallest such
     spacing already reaches its latency (tFAW against 4 x tRRD). Shortening a dominated rule by one
     cycle changes nothing an engine can do, so the mutation test skips exactly these.
     """
@@ -301,6 +302,10 @@ def dominated_rules(spec: DramSpec) -> dict[int, str]:
     for r, rule in enumerate(rules):
         reasons = []
         for c in (c for c in spec.constraints if c.rule == r):
+            bus = spec.standard.command_bus
+            if c.window == 1 and c.latency <= 1 and bus and bus[c.prev] == bus[c.next]:
+                reasons.append("one command per command bus per cycle")
+                continue
             covering = [
                 o for o in by_pair[(c.prev, c.next)]
                 if o.rule != r and o.window == 1 and not o.sibling and binds_superset(o, c)

@@ -96,9 +96,15 @@ def fuzz_violations(quick: bool) -> Case:
         res = run(spec, arrive, is_write, mp.decode_many(addrs), refresh="per_bank")
         commands += len(res.log)
         violations += len(check(spec, res.log))
+    m = load_hw(PRESET)
+    for dual in (True, False):  # the PIM command set, both row-buffer modes
+        spec = m.model_copy(update={"pim": m.pim.model_copy(update={"dual_row_buffer": dual})}).spec(pim=True)
+        log = fuzz_commands(spec, per_preset, seed=10 + dual)
+        commands += len(log)
+        violations += len(check(spec, log))
     return Case("checker violations over fuzzed commands", 0, float(violations), "violations", "exact",
                 violations == 0, "every command must respect every constraint of its standard's table",
-                note=f"{commands:,} commands over {len(PRESETS)} presets")
+                note=f"{commands:,} commands over {len(PRESETS)} presets and the PIM standard in both modes")
 
 
 def pim_internal_bandwidth(quick: bool) -> list[Case]:
