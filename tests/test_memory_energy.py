@@ -34,3 +34,15 @@ def test_log_energy_counts_commands():
     assert out.read_pj == pytest.approx(names.count("RD") * e["read"])
     assert out.write_pj == pytest.approx(names.count("WR") * e["write"])
     assert out.total_pj > out.background_pj > 0
+
+
+def test_pim_kernel_energy():
+    from sim.memory.pim import run_attention
+
+    m = load_hw("hbm2-neupims")
+    e = per_command_pj(m)
+    assert e["g_act"] == pytest.approx(4 * e["act_pre"])      # a bank group's four banks
+    assert e["comp"] == pytest.approx(32 * e["read"])         # one column access in each of 32 units
+    r = run_attention(m, 1024, 128, "score")
+    out = log_energy(m, r.log, r.cycles)
+    assert out.pim_pj == pytest.approx(8 * 8 * e["g_act"] + r.comps * e["comp"] + 8 * 4 * e["readres"] + e["gwrite"])

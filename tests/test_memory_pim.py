@@ -112,3 +112,13 @@ def test_mixed_run_is_clean_and_dual_keeps_npu_traffic(neupims):
         assert (res.pim_issue >= 0).all() and (res.result.done_cycle >= 0).all()
         kept[dual] = int(np.sum(res.result.done_cycle <= res.pim_cycles))
     assert kept[True] > 10 * max(kept[False], 1)
+
+
+@pytest.mark.parametrize("placement,units,ratio", [("bank", 32, 16.0), ("bank_pair", 16, 8.0), ("bank_group", 8, 4.0)])
+def test_pim_placement_sets_the_internal_bandwidth(neupims, placement, units, ratio):
+    mem = neupims.model_copy(update={"pim": neupims.pim.model_copy(update={"placement": placement})})
+    r = run_attention(mem, 1024, 128, "score", heads=1)
+    bus = mem.channel_bw_bytes_per_s / mem.freq_hz
+    assert r.units == units
+    assert r.bytes_computed == 1024 * 128 * 2  # the same K bytes, fewer units
+    assert r.bytes_computed / r.comp_phase_cycles / bus == pytest.approx(ratio)

@@ -132,6 +132,9 @@ class PimConfig(Strict):
     gwrite_cycles: PositiveInt | None = None
     tile_bytes_per_bank: PositiveInt | None = Field(None, description="one DRAM page per bank per PIM tile")
     all_bank_mac_interval_cycles: PositiveInt | None = None
+    placement: Literal["bank", "bank_pair", "bank_group"] = Field(
+        "bank", description="one PIM unit per bank, per two banks, or per bank group")
+    mac_energy_pj: PositiveFloat | None = Field(None, description="energy of one fp16 MAC in a PIM unit, if sourced")
 
 
 class MemoryConfig(Strict):

@@ -12,8 +12,9 @@ K is spread over the banks along the sequence, V along the head dimension. Per h
 
 Assumptions (NeuPIMs' text gives the command set and its costs, not every count): a tile's COMP
 count is the columns the data fills (page bytes / (MACs x 2 B) when full); the score phase returns
-one fp16 per key, the context phase ``comp_coverage_macs`` fp16 partial sums per bank; READRES
-moves one burst.
+one fp16 per key, the context phase ``comp_coverage_macs`` fp16 partial sums per unit; READRES
+moves one burst. With a unit shared by a bank pair or a bank group (``pim.placement``), each COMP
+works in one bank of every unit, so a tile takes ``banks per unit`` times as many COMPs.
 """
 
 from __future__ import annotations
@@ -33,6 +34,12 @@ class KernelResult:
     comps: int
     bytes_computed: int        # KV bytes read by the PIM units
     comp_phase_cycles: int     # cycles from each tile's first COMP to one COMP interval after its last
+    units: int                 # PIM units in the channel
+
+
+def banks_per_unit(memory) -> int:
+    org = memory.organization
+    return {"bank": 1, "bank_pair": 2, "bank_group": org["bank"]}[memory.pim.placement]
 
 
 def attention_program(memory, seq_len: int, head_dim: int, phase: str = "score", heads: int = 1,
@@ -44,8 +51,9 @@ def attention_program(memory, seq_len: int, head_dim: int, phase: str = "score",
     pim = memory.pim
     page_bytes = org["column"] * memory.bus_width_bits // 8
     banks = org["rank"] * org["bankgroup"] * org["bank"]
+    units = banks // banks_per_unit(memory)
     tile_bytes = page_bytes * banks
-    comp_bytes = pim.comp_coverage_macs * 2
+    comp_bytes = pim.comp_coverage_macs * 2  # bytes one unit consumes per COMP
     kv_bytes = seq_len * head_dim * 2
     tiles_per_head = math.ceil(kv_bytes / tile_bytes)
     program: list[tuple[str, dict[str, int]]] = []
@@ -56,11 +64,11 @@ def attention_program(memory, seq_len: int, head_dim: int, phase: str = "score",
         for tile in range(tiles_per_head):
             used = min(left, tile_bytes)
             left -= used
-            comps = math.ceil(math.ceil(used / banks) / comp_bytes)
+            comps = math.ceil(math.ceil(used / units) / comp_bytes)
             if phase == "score":
                 results = math.ceil(used / (head_dim * 2) * 2 / memory.burst_bytes)
             else:
-                results = math.ceil(banks * pim.comp_coverage_macs * 2 / memory.burst_bytes)
+                results = math.ceil(units * pim.comp_coverage_macs * 2 / memory.burst_bytes)
             row = row0 + h * tiles_per_head + tile
             program.append(("P_HEADER", {}))
             for r in range(org["rank"]):
@@ -90,5 +98,7 @@ def run_attention(memory, seq_len: int, head_dim: int, phase: str = "score", hea
             phase_cycles += int(last - start + comp_gap)
             start = None
     banks = memory.organization["rank"] * memory.organization["bankgroup"] * memory.organization["bank"]
-    computed = comps * banks * memory.pim.comp_coverage_macs * 2
-    return KernelResult(log, int(log.cycle[-1]) + 1 if len(log) else 0, tiles, comps, computed, phase_cycles)
+    units = banks // banks_per_unit(memory)
+    computed = comps * units * memory.pim.comp_coverage_macs * 2
+    return KernelResult(log, int(log.cycle[-1]) + 1 if len(log) else 0, tiles, comps, computed, phase_cycles,
+                        units)
