@@ -39,6 +39,28 @@ def main() -> None:
     print(f"{'engine timing core (command fuzzer)':<44} {len(log):>10,} {dt:>8.3f} {len(log) / dt / 1e6:>8.2f}")
     bad, dt = timed(lambda: check(spec, log))
     print(f"{'independent checker':<44} {len(log):>10,} {dt:>8.3f} {len(log) / dt / 1e6:>8.2f}  ({len(bad)} violations)")
+    lengths, channels, source = attention_batch(256)
+    from sim.memory.pim import run_attention_batch
+
+    res, dt = timed(lambda: run_attention_batch(m, lengths, channels, 128, 8), repeat=1)
+    print(f"{'PIM attention, GPT-3 7B layer (8 heads), 256 req':<44} {res.commands:>10,} {dt:>8.3f} "
+          f"{res.commands / dt / 1e6:>8.2f}  ({res.cycles:,} cycles, slowest of 32 channels; lengths: {source})")
+
+
+def attention_batch(n: int):
+    """KV lengths and channels of a decode batch: the NeuPIMs ShareGPT trace when ../shared/data has
+    it, else a lognormal fitted to that trace (log-mean 5.287, log-std 0.984, clipped to 1..2048;
+    fitted 2026-11-28 from share-gpt2-bs512-ms7B-tp4-clb-0.csv) with round-robin channels."""
+    import csv
+    from pathlib import Path
+
+    trace = Path(__file__).resolve().parents[2] / "shared/data/neupims-traces/share-gpt2-bs512-ms7B-tp4-clb-0.csv"
+    if trace.exists():
+        rows = list(csv.DictReader(trace.open()))[:n]
+        return [int(r["seq_len"]) for r in rows], [int(r["ch_idx"]) for r in rows], "NeuPIMs ShareGPT trace"
+    rng = np.random.default_rng(0)
+    lengths = np.clip(np.round(rng.lognormal(5.287, 0.984, n)), 1, 2048).astype(int)
+    return lengths.tolist(), [i % 32 for i in range(n)], "lognormal fitted to the NeuPIMs trace"
 
 
 if __name__ == "__main__":

@@ -122,3 +122,14 @@ def test_pim_placement_sets_the_internal_bandwidth(neupims, placement, units, ra
     assert r.units == units
     assert r.bytes_computed == 1024 * 128 * 2  # the same K bytes, fewer units
     assert r.bytes_computed / r.comp_phase_cycles / bus == pytest.approx(ratio)
+
+
+def test_attention_batch_runs_channels_in_parallel(neupims):
+    from sim.memory.pim import run_attention_batch
+
+    one = run_attention_batch(neupims, [300], [0], 128, 2)
+    two_channels = run_attention_batch(neupims, [300, 300], [0, 1], 128, 2)
+    same_channel = run_attention_batch(neupims, [300, 300], [0, 0], 128, 2)
+    assert two_channels.cycles == one.cycles
+    assert same_channel.cycles > 1.9 * one.cycles
+    assert two_channels.commands == 2 * one.commands

@@ -102,3 +102,35 @@ def run_attention(memory, seq_len: int, head_dim: int, phase: str = "score", hea
     computed = comps * units * memory.pim.comp_coverage_macs * 2
     return KernelResult(log, int(log.cycle[-1]) + 1 if len(log) else 0, tiles, comps, computed, phase_cycles,
                         units)
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    cycles: int                   # the slowest channel
+    channel_cycles: dict[int, int]
+    commands: int
+    requests: int
+
+
+def run_attention_batch(memory, seq_lens, channels, head_dim: int = 128, heads: int = 1) -> BatchResult:
+    """Decode attention of a batch on PIM: each request's q.K^T then p.V on its own channel (the
+    softmax between them runs elsewhere, on the NPU, and is not timed here); channels run in
+    parallel, a channel's requests one after another. ``seq_lens`` are KV lengths."""
+    by_channel: dict[int, list[int]] = {}
+    for length, ch in zip(seq_lens, channels):
+        by_channel.setdefault(int(ch), []).append(int(length))
+    spec = memory.spec(pim=True)
+    out: dict[int, int] = {}
+    commands = 0
+    for ch, lengths in sorted(by_channel.items()):
+        program: list[tuple[str, dict[str, int]]] = []
+        row = 0
+        for length in lengths:
+            for phase in ("score", "context"):
+                prog, tiles, _ = attention_program(memory, length, head_dim, phase, heads, row0=row)
+                program += prog
+                row += tiles
+        log = run_program(spec, program, channel=ch)
+        out[ch] = int(log.cycle[-1]) + 1 if len(log) else 0
+        commands += len(log)
+    return BatchResult(max(out.values(), default=0), out, commands, len(seq_lens))
