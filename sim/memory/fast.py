@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from sim.memory.engine import _earliest_at, _issue, _node, build_tables
+from sim.memory.engine import _earliest, _earliest_at, _issue, _node, build_tables
 from sim.memory.standard import DramSpec
 
 
@@ -204,13 +204,13 @@ def _run_fast(arrive, is_write, coords, order, bounds, counts, level_offset, c_l
                                 any_open = True
                         tr = next_ref[rn]
                         if any_open:
-                            e = max(tr, _earliest_pre_node(prea, tmp, counts, level_offset, scope, ready))
+                            e = max(tr, _earliest(prea, tmp, counts, level_offset, scope, ready))
                             _issue(prea, tmp, e, counts, level_offset, by_prev_ptr, by_prev_idx, c_level, c_next,
                                    c_lat, c_window, c_sibling, ready, hist, hist_pos, hist_n)
                             for bb in range(first_bank, first_bank + banks_per_ref):
                                 open_row[bb] = -1
                             tr = e + 1
-                        e = max(tr, _earliest_pre_node(refab, tmp, counts, level_offset, scope, ready))
+                        e = max(tr, _earliest(refab, tmp, counts, level_offset, scope, ready))
                         _issue(refab, tmp, e, counts, level_offset, by_prev_ptr, by_prev_idx, c_level, c_next,
                                c_lat, c_window, c_sibling, ready, hist, hist_pos, hist_n)
                         next_ref[rn] += n_refi
@@ -286,17 +286,6 @@ def _run_fast(arrive, is_write, coords, order, bounds, counts, level_offset, c_l
             while lo < nv and done_v[lo]:
                 lo += 1
     return end, visits_total
-
-
-@njit(cache=True)
-def _earliest_pre_node(cmd, xy, counts, level_offset, scope, ready):
-    """First cycle ``cmd`` to the node with coordinates ``xy`` (levels 1..scope) is allowed."""
-    t = np.int64(0)
-    for lv in range(scope[cmd] + 1):
-        r = ready[level_offset[lv] + _node(counts, xy, lv), cmd]
-        if r > t:
-            t = r
-    return t
 
 
 def _run_spacing(spec: DramSpec, tab) -> np.ndarray:
