@@ -113,6 +113,7 @@ def _run_fast(arrive, is_write, coords, order, bounds, counts, level_offset, c_l
         ref_bank[:] = 0
         # ---- visits: runs of consecutive requests to one bank and row
         vstart = np.empty(n + 1, np.int64)
+        vwrites = np.zeros(n, np.int64)  # writes in each visit (a phase with none is skipped)
         vbank = np.empty(n, np.int64)
         vrow = np.empty(n, np.int64)
         nodes = np.empty((n, B + 1), np.int64)
@@ -132,6 +133,8 @@ def _run_fast(arrive, is_write, coords, order, bounds, counts, level_offset, c_l
                 nv += 1
                 prev_b = b
                 prev_r = r
+            if is_write[i]:
+                vwrites[nv - 1] += 1
         vstart[nv] = n
         visits_total += nv
         done_v = np.zeros(nv, np.bool_)
@@ -248,8 +251,12 @@ def _run_fast(arrive, is_write, coords, order, bounds, counts, level_offset, c_l
             # writes and vice versa, as FR-FCFS serves the oldest *ready* hit)
             jb = vstart[v]
             jend = vstart[v + 1]
+            nw = vwrites[v]
+            nr = jend - jb - nw
             for phase in range(2):
                 w = bus_write if phase == 0 else not bus_write
+                if (w and nw == 0) or (not w and nr == 0):
+                    continue
                 cmd = wr if w else rd
                 c = np.int64(-1)
                 last_i = -1
