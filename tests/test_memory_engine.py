@@ -75,3 +75,23 @@ def test_writes_complete(neupims):
     writes = np.arange(n) % 2 == 0
     res = run(spec, np.zeros(n, np.int64), writes, coords, refresh="none")
     assert "WR" in names(spec, res.log) and (res.done_cycle > 0).all()
+
+
+@pytest.mark.parametrize("mode,cmd,interval", [("all_bank", "REFab", "nREFI"), ("per_bank", "REFpb", "nREFIpb")])
+def test_row_hits_cannot_put_off_refresh(neupims, mode, cmd, interval):
+    """A stream of hits to one open row must not hold back a due refresh (a reviewer's case)."""
+    m, spec, mp = neupims
+    n = 40_000
+    coords = mp.decode_many(np.full(n, mp.encode((0, 0, 0, 0, 7, 0)), np.int64))
+    res = run(spec, np.arange(n, dtype=np.int64), np.zeros(n, bool), coords, refresh=mode)
+    names = np.array([c.name for c in spec.standard.commands])[res.log.cmd]
+    ranks = res.log.coords[:, 1]
+    t = res.log.cycle[(names == cmd) & (ranks == 0)]
+    if mode == "per_bank":  # bank (0, 0, 0) of rank 0 itself
+        xy = res.log.coords
+        t = res.log.cycle[(names == cmd) & (ranks == 0) & (xy[:, 2] == 0) & (xy[:, 3] == 0)]
+        period = spec.t(interval) * 16
+    else:
+        period = spec.t(interval)
+    assert len(t) >= res.cycles // period - 1
+    assert np.diff(np.concatenate([[0], t])).max() <= 2 * period

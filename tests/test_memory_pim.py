@@ -133,3 +133,22 @@ def test_attention_batch_runs_channels_in_parallel(neupims):
     assert two_channels.cycles == one.cycles
     assert same_channel.cycles > 1.9 * one.cycles
     assert two_channels.commands == 2 * one.commands
+
+
+def test_single_row_buffer_refresh_waits_for_pim_and_program_must_close(neupims):
+    """Reviewer's cases: a PREA must not close a single-buffer PIM row under running COMPs, and a
+    program that leaves PIM rows open is refused instead of looping forever."""
+    import numpy as np
+
+    from sim.memory.engine import run_mixed
+
+    single = neupims.model_copy(update={"pim": neupims.pim.model_copy(update={"dual_row_buffer": False})})
+    spec = single.spec(pim=True)
+    mp = single.mapping()
+    program = [("G_ACT", {"rank": 0, "bankgroup": 0, "row": 3})] + [("COMP", {})] * 3000 + [("PIM_PRE", {})]
+    coords = mp.decode_many(np.array([mp.encode((0, 0, 3, 0, 5, c % 16)) for c in range(200)], np.int64))
+    res = run_mixed(spec, program, np.arange(200, dtype=np.int64) * 20, np.zeros(200, bool), coords,
+                    refresh="all_bank")
+    assert not check(spec, res.result.log)
+    with pytest.raises(ValueError, match="close its rows"):
+        run_mixed(spec, program[:-1], np.zeros(1, np.int64), np.zeros(1, bool), coords[:1])

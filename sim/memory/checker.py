@@ -51,9 +51,10 @@ _STATE_TEXT = (
     "COMP with no PIM row open in the channel",
     "activate while the bank's PIM row {row} is open (single row buffer)",
     "refresh while a PIM row ({row}) is open",
+    "normal precharge of a bank holding PIM row {row} (single row buffer)",
 )
 _ACT_OPEN, _COL_CLOSED, _COL_ROW, _REFAB_OPEN, _REFPB_OPEN, _PIM_NORMAL_OPEN, _PIM_OPEN, _COMP_CLOSED, \
-    _ACT_PIM_OPEN, _REF_PIM_OPEN = range(10)
+    _ACT_PIM_OPEN, _REF_PIM_OPEN, _PRE_PIM_OPEN = range(11)
 _PIM_KIND = {None: 0, "open": 1, "close": 2, "compute": 3}
 
 
@@ -266,7 +267,7 @@ def _kth_recent_sibling(hist_t, hist_i, head, cnt, base, parent, fanout, mine, k
 
 
 @njit(cache=True)
-def _update_pim_state(i, c, nodes, row, scope, opens, refresh, pim_kind, shared, bank_level, bank_span,
+def _update_pim_state(i, c, nodes, row, scope, opens, closes, refresh, pim_kind, shared, bank_level, bank_span,
                       open_row, pim_row, changed_by, rec, nrec):
     """PIM rows: a second open row per bank (or the same row buffer as normal traffic, ``shared``)."""
     s = scope[c]
@@ -299,6 +300,11 @@ def _update_pim_state(i, c, nodes, row, scope, opens, refresh, pim_kind, shared,
         for b in range(first, first + span):
             if pim_row[b] >= 0:
                 rec, nrec = _record(rec, nrec, i, 1, changed_by[b], _REF_PIM_OPEN, pim_row[b], -1)
+                break
+    elif shared and closes[c] and not opens[c]:
+        for b in range(first, first + span):
+            if pim_row[b] >= 0:
+                rec, nrec = _record(rec, nrec, i, 1, changed_by[b], _PRE_PIM_OPEN, pim_row[b], -1)
                 break
     return rec, nrec
 
@@ -391,7 +397,7 @@ def _scan(cycle, cmd, nodes, row, counts,
                 t, j = _kth_recent(hist_t, hist_i, head, cnt, base + node, c_window[k], depth)
             if j >= 0 and now - t < c_latency[k]:
                 rec, nrec = _record(rec, nrec, i, 0, j, k, c_latency[k], now - t)
-        rec, nrec = _update_pim_state(i, c, nodes, row, scope, opens, refresh, pim_kind, shared, bank_level,
+        rec, nrec = _update_pim_state(i, c, nodes, row, scope, opens, closes, refresh, pim_kind, shared, bank_level,
                                       bank_span, open_row, pim_row, changed_by, rec, nrec)
         rec, nrec = _update_state(i, c, nodes, row, scope, opens, closes, access, refresh, bank_level,
                                   bank_span, open_row, changed_by, rec, nrec)

@@ -293,8 +293,8 @@ def _run_channel(arrive, is_write, coords, rows, cols, channel, counts, level_of
                             any_open = True
                         if pim_row[b] != -1:
                             pim_open = True
-                    if pim_open and not any_open:
-                        continue  # the PIM tile closes its rows first (PIM_PRE), then refresh
+                    if pim_open:
+                        continue  # the PIM tile closes its rows first (PIM_PRE), then PREA / refresh
                     cmd = prea if any_open else refab
                     e = _earliest(cmd, tmp, counts, level_offset, scope, ready)
                     if e <= t and bus_used[bus[cmd]] == 0:
@@ -404,8 +404,8 @@ def _run_channel(arrive, is_write, coords, rows, cols, channel, counts, level_of
         for q in range(qn):  # oldest first: the first ready hit is the FR-FCFS choice
             i = queue[q]
             b = bank_of[i]
-            if open_row[b] != rows[i]:
-                continue
+            if open_row[b] != rows[i] or blocked[b] == 1 or (shared and claimed[b] == 1):
+                continue  # a due refresh (or PIM, single row buffer) is not put off by row hits
             cmd = wr if is_write[i] else rd
             if bus_used[bus[cmd]] != 0:
                 break
@@ -494,7 +494,7 @@ def _run_channel(arrive, is_write, coords, rows, cols, channel, counts, level_of
             t += 1
         else:
             if next_event == BIG:
-                next_event = t + 1
+                return -2, t  # nothing can ever issue again (e.g. a PIM program left rows open)
             t = max(next_event, t + 1)
         if t > horizon:
             break
@@ -557,6 +557,8 @@ def run(spec: DramSpec, arrive: np.ndarray, is_write: np.ndarray, coords: np.nda
                 tab.by_prev_ptr, tab.by_prev_idx, tab.scope, tab.bus, tab.n_buses, tab.roles, tab.ref_level,
                 tab.timing, queue_depth, page_policy == "closed", refresh_mode, horizon, out_t, out_c, out_xy, d,
                 *_no_program(B))
+            if n_log == -2:
+                raise RuntimeError(f"engine: channel {ch} can make no progress at cycle {t_end}")
             if n_log >= 0:
                 break
             cap *= 2
@@ -671,6 +673,13 @@ def _fuzz_channel(n, seed, rows_used, counts, level_offset, c_level, c_next, c_l
                 elif r < 0.85 and prea >= 0:
                     cmd = prea
                     level = ref_level
+                    if shared:
+                        first = (b // banks_per_ref) * banks_per_ref
+                        for bb in range(first, first + banks_per_ref):
+                            if pim_row[bb] != -1:
+                                cmd = pimpre  # one row buffer: PREA would close a PIM row
+                                level = 0
+                                break
                 elif refab >= 0:
                     first = (b // banks_per_ref) * banks_per_ref
                     closed = True
@@ -706,6 +715,13 @@ def _fuzz_channel(n, seed, rows_used, counts, level_offset, c_level, c_next, c_l
                     cmd = prea
                     level = ref_level
                     row = -1
+                    if shared:
+                        first = (b // banks_per_ref) * banks_per_ref
+                        for bb in range(first, first + banks_per_ref):
+                            if pim_row[bb] != -1:
+                                cmd = pre  # one row buffer: PREA would close a PIM row
+                                level = B
+                                break
         e = _earliest(cmd, coords, counts, level_offset, scope, ready)
         if e > t:
             t = e
@@ -835,6 +851,12 @@ def run_mixed(spec: DramSpec, program: list[tuple[str, dict[str, int]]], arrive:
         raise ValueError(f"run_mixed: every request must be on channel {channel}")
     kinds = {"open": 1, "close": 2, "compute": 3}
     pim_kind = np.array([kinds.get(c.pim, 0) for c in s.commands], np.int64)
+    open_rows = False
+    for c, _ in program:
+        k = kinds.get(s.commands[s.command_index(c)].pim, 0)
+        open_rows = True if k == 1 else (False if k == 2 else open_rows)
+    if open_rows:
+        raise ValueError("run_mixed: the PIM program must close its rows (PIM_PRE after its last G_ACT)")
     m = len(program)
     pim_cmds = np.array([s.command_index(c) for c, _ in program], np.int64)
     pim_xy = np.zeros((m, B + 1), np.int64)
@@ -860,6 +882,8 @@ def run_mixed(spec: DramSpec, program: list[tuple[str, dict[str, int]]], arrive:
             tab.roles, tab.ref_level, tab.timing, queue_depth, page_policy == "closed",
             {"none": 0, "all_bank": 1, "per_bank": 2}[refresh], 1 << 50, out_t, out_c, out_xy, done,
             pim_cmds, pim_xy, pim_rows, pim_kind, spec.shared_row_buffer, s.level_index("bankgroup"), pim_t)
+        if n_log == -2:
+            raise RuntimeError("run_mixed: the channel can make no progress (a PIM row left open?)")
         if n_log >= 0:
             break
         cap *= 2

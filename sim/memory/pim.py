@@ -26,6 +26,9 @@ from sim.memory.commands import CommandLog
 from sim.memory.engine import run_program
 
 
+PIPELINE_FILL_COMPS = 6  # NeuPIMs: COMPS_READRES costs max(BL/2, tCCD_S) x (max(num_comps, 6) + 1)
+
+
 @dataclass(frozen=True)
 class KernelResult:
     log: CommandLog
@@ -74,6 +77,8 @@ def attention_program(memory, seq_len: int, head_dim: int, phase: str = "score",
             for r in range(org["rank"]):
                 for g in range(org["bankgroup"]):
                     program.append(("G_ACT", {"rank": r, "bankgroup": g, "row": row}))
+            # NeuPIMs' COMPS_READRES charges max(num_comps, 6) COMP slots (the unit's pipeline fill)
+            comps = max(comps, PIPELINE_FILL_COMPS)
             program += [("COMP", {})] * comps
             program += [("READRES", {})] * results
             program.append(("PIM_PRE", {}))
@@ -99,7 +104,7 @@ def run_attention(memory, seq_len: int, head_dim: int, phase: str = "score", hea
             start = None
     banks = memory.organization["rank"] * memory.organization["bankgroup"] * memory.organization["bank"]
     units = banks // banks_per_unit(memory)
-    computed = comps * units * memory.pim.comp_coverage_macs * 2
+    computed = seq_len * head_dim * 2 * heads  # the KV bytes the units read (padding slots read none)
     return KernelResult(log, int(log.cycle[-1]) + 1 if len(log) else 0, tiles, comps, computed, phase_cycles,
                         units)
 
