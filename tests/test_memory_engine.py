@@ -95,3 +95,17 @@ def test_row_hits_cannot_put_off_refresh(neupims, mode, cmd, interval):
         period = spec.t(interval)
     assert len(t) >= res.cycles // period - 1
     assert np.diff(np.concatenate([[0], t])).max() <= 2 * period
+
+
+@pytest.mark.parametrize("mode", ["all_bank", "per_bank"])
+def test_refresh_deadlines_hold_under_load(neupims, mode):
+    from sim.memory.checker import refresh_violations
+    from sim.memory.workloads import requests
+
+    m, spec, mp = neupims
+    arrive, is_write, addrs = requests(mp, "random", 80_000, 2, 0.3, 64, mean_gap=1.0)
+    res = run(spec, arrive, is_write, mp.decode_many(addrs), refresh=mode)
+    assert res.cycles > 9 * spec.t("nREFI")  # long enough for a deadline to bite
+    assert refresh_violations(spec, res.log, mode) == []
+    unrefreshed = run(spec, arrive, is_write, mp.decode_many(addrs), refresh="none")
+    assert len(refresh_violations(spec, unrefreshed.log, mode)) > 0  # the rule can fail

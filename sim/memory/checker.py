@@ -434,3 +434,46 @@ def _violation(spec: DramSpec, cycle: np.ndarray, cmd: np.ndarray, coords: np.nd
         return Violation(**common, constraint=None, required=None, actual=None,
                          what=f"second command in one cycle on channel {coords[i, 0]}'s {members} command bus")
     return Violation(**common, constraint=None, required=0, actual=b, what="cycle earlier than the previous command's")
+
+
+# ------------------------------------------------------------------------------- refresh deadlines
+JEDEC_MAX_POSTPONED = 8  # JEDEC lets a controller postpone up to 8 refresh commands
+
+
+def refresh_violations(spec: DramSpec, log: CommandLog, mode: str, postponed: int = JEDEC_MAX_POSTPONED) -> list[str]:
+    """Refresh deadlines: under all-bank refresh every refresh node (rank / pseudo channel) gets a
+    REFab at least every (postponed + 1) x nREFI cycles; under per-bank refresh every bank gets a
+    REFpb at least every (postponed + 1) x nREFIpb x banks-per-node cycles. The window runs from
+    cycle 0 to the log's last command. Returns one line per node that missed its deadline."""
+    std = spec.standard
+    if mode == "none" or len(log) == 0:
+        return []
+    per_bank = mode == "per_bank"
+    name = "REFpb" if per_bank else "REFab"
+    cmd = std.command_index(name)
+    level = std.bank_level if per_bank else std.commands[cmd].scope
+    # per-bank refresh visits the banks of one all-bank-refresh node in turn, one every nREFIpb
+    node_level = std.commands[std.command_index("REFab")].scope
+    banks_per_node = int(np.prod(spec.counts[node_level + 1: std.bank_level + 1]))
+    limit = (postponed + 1) * (spec.t("nREFIpb") * banks_per_node if per_bank else spec.t("nREFI"))
+    end = int(log.cycle[-1])
+    channels = np.unique(log.coords[:, 0])
+    counts = spec.counts
+    out: list[str] = []
+    sel = log.cmd == cmd
+    coords = log.coords[sel, : level + 1].astype(np.int64)
+    times = log.cycle[sel].astype(np.int64)
+    flat = np.zeros(len(times), np.int64)
+    for lv in range(level + 1):
+        flat = flat * counts[lv] + coords[:, lv]
+    nodes_per_channel = int(np.prod(counts[1: level + 1]))
+    for ch in channels:
+        for k in range(nodes_per_channel):
+            node = int(ch) * nodes_per_channel + k
+            t = np.sort(times[flat == node])
+            gaps = np.diff(np.concatenate([[0], t, [end]]))
+            worst = int(gaps.max())
+            if worst > limit:
+                out.append(f"{name} deadline: node {node} of {std.levels[level].name} went {worst} cycles without one "
+                           f"(limit {limit} = {postponed + 1} x the refresh interval)")
+    return out
