@@ -70,7 +70,7 @@ def _split_channels(ch, n_ch):
 @njit(cache=True)
 def _run_fast(arrive, is_write, coords, order, bounds, counts, level_offset, c_level, c_next, c_lat, c_window,
               c_sibling, by_prev_ptr, by_prev_idx, scope, roles, ref_level, timing, spacing, n_rp, n_rfcpb, queue_depth,
-              closed_page, refresh_mode, done):
+              closed_page, refresh_mode, done, n_turn):
     """All channels, one after the other. Returns (last data end, row visits)."""
     act, pre, prea, rd, wr, rda, wra, refab, refpb = (roles[0], roles[1], roles[2], roles[3], roles[4], roles[5],
                                                       roles[6], roles[7], roles[8])
@@ -138,17 +138,23 @@ def _run_fast(arrive, is_write, coords, order, bounds, counts, level_offset, c_l
         vstart[nv] = n
         visits_total += nv
         done_v = np.zeros(nv, np.bool_)
+        left_w = vwrites[:nv].copy()              # bursts not yet served, per visit and direction
+        left_r = np.empty(nv, np.int64)
+        for vv in range(nv):
+            left_r[vv] = vstart[vv + 1] - vstart[vv] - vwrites[vv]
         served_time = np.empty(n, np.int64)  # served_time[k]: cycle the (k+1)-th request was served
         served = 0
         last_served_t = np.int64(0)
         lo = 0          # oldest visit not yet served
         bus_write = False
+        t_col = np.int64(0)   # the last column command's cycle
         scan = 0
         while lo < nv:
             # -------- pick the eligible visit whose row opens earliest
             best_v = -1
             best_e = np.int64(1) << 60
             best_p = np.int64(-1)
+            best_pref = 2
             v = lo
             scan += 1
             stamp = scan
@@ -183,7 +189,12 @@ def _run_fast(arrive, is_write, coords, order, bounds, counts, level_offset, c_l
                     ea = _earliest_at(act, nodes[v], level_offset, scope, ready)
                     if ea > e:
                         e = ea
-                if e < best_e:
+                # FR-FCFS keeps the bus in its direction while such bursts are ready: prefer a
+                # visit with bursts in the current direction, then the one that opens earliest
+                same = left_w[v] > 0 if bus_write else left_r[v] > 0
+                pref = 0 if (same and e <= t_col + n_turn) else 1
+                if pref < best_pref or (pref == best_pref and e < best_e):
+                    best_pref = pref
                     best_e = e
                     best_v = v
                     best_p = p
@@ -247,51 +258,55 @@ def _run_fast(arrive, is_write, coords, order, bounds, counts, level_offset, c_l
                 _issue(act, coords[i0], best_e, counts, level_offset, by_prev_ptr, by_prev_idx, c_level, c_next,
                        c_lat, c_window, c_sibling, ready, hist, hist_pos, hist_n)
                 open_row[b] = vrow[v]
-            # -------- its bursts: the bus's current direction first, then the other (reads pass
-            # writes and vice versa, as FR-FCFS serves the oldest *ready* hit)
+            # -------- its bursts in one direction: the bus's current one if it has any; bursts of
+            # the other direction wait (still row hits) for a later pick, as FR-FCFS lets ready
+            # hits of the current direction pass them
             jb = vstart[v]
             jend = vstart[v + 1]
-            nw = vwrites[v]
-            nr = jend - jb - nw
-            for phase in range(2):
-                w = bus_write if phase == 0 else not bus_write
-                if (w and nw == 0) or (not w and nr == 0):
+            w = bus_write
+            if (w and left_w[v] == 0) or (not w and left_r[v] == 0):
+                w = not w
+            cmd = wr if w else rd
+            c = np.int64(-1)
+            last_i = -1
+            s = spacing[cmd]
+            lat = (n_cwl if w else n_cl) + n_bl
+            for jj in range(jb, jend):
+                ii = order[lo_r + jj]
+                if is_write[ii] != w or done[ii] >= 0:
                     continue
-                cmd = wr if w else rd
-                c = np.int64(-1)
-                last_i = -1
-                s = spacing[cmd]
-                lat = (n_cwl if w else n_cl) + n_bl
-                for jj in range(jb, jend):
-                    ii = order[lo_r + jj]
-                    if is_write[ii] != w:
-                        continue
-                    if last_i == -1:
-                        c = _earliest_at(cmd, nodes[v], level_offset, scope, ready)
-                    else:
-                        c += s
-                    if arrive[ii] > c:
-                        c = arrive[ii]
-                    last_i = ii
-                    done[ii] = c + lat
-                    served_time[served] = max(c, last_served_t)
-                    last_served_t = served_time[served]
-                    served += 1
                 if last_i == -1:
-                    continue
+                    c = _earliest_at(cmd, nodes[v], level_offset, scope, ready)
+                else:
+                    c += s
+                if arrive[ii] > c:
+                    c = arrive[ii]
+                last_i = ii
+                done[ii] = c + lat
+                served_time[served] = max(c, last_served_t)
+                last_served_t = served_time[served]
+                served += 1
+            if w:
+                left_w[v] = 0
+            else:
+                left_r[v] = 0
+            finished = left_w[v] == 0 and left_r[v] == 0
+            if last_i != -1:
                 if c + lat > end:
                     end = c + lat
                 issue_cmd = cmd
-                if closed_page and phase == 1:
+                if closed_page and finished:
                     issue_cmd = wra if w else rda
                 _issue(issue_cmd, coords[last_i], c, counts, level_offset, by_prev_ptr, by_prev_idx,
                        c_level, c_next, c_lat, c_window, c_sibling, ready, hist, hist_pos, hist_n)
                 bus_write = w
-            if closed_page:
-                open_row[b] = -1
-            done_v[v] = True
-            while lo < nv and done_v[lo]:
-                lo += 1
+                t_col = c
+            if finished:
+                if closed_page:
+                    open_row[b] = -1
+                done_v[v] = True
+                while lo < nv and done_v[lo]:
+                    lo += 1
     return end, visits_total
 
 
@@ -332,5 +347,6 @@ def run_fast(spec: DramSpec, arrive: np.ndarray, is_write: np.ndarray, coords: n
     end, visits = _run_fast(arrive, is_write, coords, order, bounds, tab.counts, tab.level_offset, tab.c_level,
                             tab.c_next, tab.c_lat, tab.c_window, tab.c_sibling, tab.by_prev_ptr, tab.by_prev_idx,
                             tab.scope, tab.roles, tab.ref_level, tab.timing, _run_spacing(spec, tab),
-                            int(spec.t("nRP")), int(spec.t("nRFCpb")), int(queue_depth), page_policy == "closed", refresh_mode, done)
+                            int(spec.t("nRP")), int(spec.t("nRFCpb")), int(queue_depth), page_policy == "closed", refresh_mode, done,
+                            int(max(spec.t("nRTW"), spec.t("nCWL") + spec.t("nBL") + spec.t("nWTRS"))))
     return FastResult(cycles=int(end), done_cycle=done, row_visits=int(visits))
