@@ -11,8 +11,3 @@ class LlmsimError(Exception):
     """A user-facing error: its message is the whole story (file, field, expected, found)."""
 
     exit_code = 2
-
-
-def where(path: object, key: str | None = None) -> str:
-    """Format the 'file: key' prefix of an error message."""
-    return f"{path}: {key}" if key else f"{path}"

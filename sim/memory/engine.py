@@ -28,6 +28,7 @@ from sim.memory.standard import DramSpec
 
 NONE = -1
 BIG = np.int64(1) << 60
+HISTORY = 8  # issue times kept per window rule and node: the largest window the engine supports
 
 
 @dataclass(frozen=True)
@@ -101,8 +102,8 @@ def build_tables(spec: DramSpec) -> EngineTables:
     ptr = np.cumsum(ptr)
     roles = command_roles(spec)
     ref_level = s.commands[roles.refab].scope if roles.refab != NONE else 1
-    if any(c.window > 8 for c in cons):
-        raise ValueError("engine: a window rule over more than 8 commands is not supported")
+    if any(c.window > HISTORY for c in cons):
+        raise ValueError(f"engine: a window rule over more than {HISTORY} commands is not supported")
     return EngineTables(
         counts=counts,
         level_offset=level_offset,
@@ -132,6 +133,19 @@ def _node(counts, coords, level):
     for lv in range(1, level + 1):
         idx = idx * counts[lv] + coords[lv]
     return idx
+
+
+@njit(cache=True)
+def _timing_state(level_offset, n_cmds, n_constraints):
+    """A fresh ready table (every node of levels 0 .. bank x every command) and the window
+    histories (the last HISTORY issue times per constraint and node) of one channel."""
+    B = level_offset.shape[0] - 2
+    n_banks = level_offset[B + 1] - level_offset[B]  # the widest level: every node index fits
+    ready = np.zeros((level_offset[B + 1], n_cmds), np.int64)
+    hist = np.zeros((n_constraints, n_banks, HISTORY), np.int64)
+    hist_pos = np.zeros((n_constraints, n_banks), np.int64)
+    hist_n = np.zeros((n_constraints, n_banks), np.int64)
+    return ready, hist, hist_pos, hist_n
 
 
 @njit(cache=True)
@@ -220,14 +234,8 @@ def _run_channel(arrive, is_write, coords, rows, cols, channel, counts, level_of
     nlev = out_xy.shape[1]
     n_req = arrive.shape[0]
     n_cmds = scope.shape[0]
-    total_nodes = level_offset[B + 1]
     n_banks = level_offset[B + 1] - level_offset[B]
-    ready = np.zeros((total_nodes, n_cmds), np.int64)
-    K = c_level.shape[0]
-    max_nodes = n_banks
-    hist = np.zeros((K, max_nodes, 8), np.int64)
-    hist_pos = np.zeros((K, max_nodes), np.int64)
-    hist_n = np.zeros((K, max_nodes), np.int64)
+    ready, hist, hist_pos, hist_n = _timing_state(level_offset, n_cmds, c_level.shape[0])
     open_row = np.full(n_banks, -1, np.int64)
     # refresh bookkeeping
     ref_nodes = level_offset[ref_level + 1] - level_offset[ref_level]
@@ -514,9 +522,6 @@ class EngineResult:
     done_cycle: np.ndarray   # per request: cycle its data transfer ends
     cycles: int              # last data transfer end over all channels
 
-    def bandwidth_bytes_per_cycle(self, n_requests: int, burst_bytes: int) -> float:
-        return n_requests * burst_bytes / max(self.cycles, 1)
-
 
 def run(spec: DramSpec, arrive: np.ndarray, is_write: np.ndarray, coords: np.ndarray, queue_depth: int = 32,
         page_policy: str = "open", refresh: str = "all_bank", horizon: int = 1 << 50) -> EngineResult:
@@ -589,12 +594,8 @@ def _fuzz_channel(n, seed, rows_used, counts, level_offset, c_level, c_next, c_l
                                                       roles[6], roles[7], roles[8])
     B = counts.shape[0] - 1
     n_cmds = scope.shape[0]
-    ready = np.zeros((level_offset[B + 1], n_cmds), np.int64)
-    K = c_level.shape[0]
     n_banks = level_offset[B + 1] - level_offset[B]
-    hist = np.zeros((K, n_banks, 8), np.int64)
-    hist_pos = np.zeros((K, n_banks), np.int64)
-    hist_n = np.zeros((K, n_banks), np.int64)
+    ready, hist, hist_pos, hist_n = _timing_state(level_offset, n_cmds, c_level.shape[0])
     open_row = np.full(n_banks, -1, np.int64)
     bus_last = np.full(n_buses, -1, np.int64)
     ref_nodes = level_offset[ref_level + 1] - level_offset[ref_level]
@@ -784,12 +785,7 @@ def _run_program(cmds, coords, rows, t0, counts, level_offset, c_level, c_next, 
     """Issue a fixed command sequence on one channel, in order, each at the first cycle the ready
     table allows and its command bus is free (a PIM kernel, or any scripted sequence)."""
     B = counts.shape[0] - 1
-    ready = np.zeros((level_offset[B + 1], scope.shape[0]), np.int64)
-    K = c_level.shape[0]
-    n_banks = level_offset[B + 1] - level_offset[B]
-    hist = np.zeros((K, n_banks, 8), np.int64)
-    hist_pos = np.zeros((K, n_banks), np.int64)
-    hist_n = np.zeros((K, n_banks), np.int64)
+    ready, hist, hist_pos, hist_n = _timing_state(level_offset, scope.shape[0], c_level.shape[0])
     bus_last = np.full(n_buses, -1, np.int64)
     t = t0
     for k in range(cmds.shape[0]):

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from sim.memory.engine import _earliest, _earliest_at, _issue, _node, build_tables
+from sim.memory.engine import _earliest, _earliest_at, _issue, _node, _timing_state, build_tables
 from sim.memory.standard import DramSpec
 
 
@@ -44,9 +44,6 @@ class FastResult:
     cycles: int                     # last data-transfer end over all channels
     done_cycle: np.ndarray | None   # per request: cycle its data transfer ends (model estimate)
     row_visits: int                 # row visits (events) simulated
-
-    def bandwidth_bytes_per_cycle(self, n_requests: int, burst_bytes: int) -> float:
-        return n_requests * burst_bytes / max(self.cycles, 1)
 
 
 @njit(cache=True)
@@ -78,16 +75,11 @@ def _run_fast(arrive, is_write, coords, order, bounds, counts, level_offset, c_l
     B = counts.shape[0] - 1
     nlev = coords.shape[1]
     n_cmds = scope.shape[0]
-    total_nodes = level_offset[B + 1]
     n_banks = level_offset[B + 1] - level_offset[B]
-    K = c_level.shape[0]
     ref_nodes = level_offset[ref_level + 1] - level_offset[ref_level]
     banks_per_ref = n_banks // ref_nodes
     Q = queue_depth
-    ready = np.zeros((total_nodes, n_cmds), np.int64)
-    hist = np.zeros((K, n_banks, 8), np.int64)
-    hist_pos = np.zeros((K, n_banks), np.int64)
-    hist_n = np.zeros((K, n_banks), np.int64)
+    ready, hist, hist_pos, hist_n = _timing_state(level_offset, n_cmds, c_level.shape[0])
     open_row = np.full(n_banks, -1, np.int64)
     seen = np.zeros(n_banks, np.int64)
     next_ref = np.zeros(ref_nodes, np.int64)

@@ -77,8 +77,3 @@ class Ceilings:
         if not self.vector_flops:
             return self._lookup(self.matmul_flops, dtype)
         return self._lookup(self.vector_flops, dtype)
-
-    @property
-    def ridge_intensity(self) -> float:
-        """FLOP/byte where the bf16/fp16 matmul roof meets the bandwidth roof."""
-        return self.matmul_peak("fp16") / self.mem_bw

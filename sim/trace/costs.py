@@ -247,7 +247,3 @@ def gemm_flops(name: str, args: tuple) -> tuple[float, dict[str, int]]:
     if name in ("addmm", "baddbmm", "addmv") or (name == "linear" and len(args) > 2 and args[2] is not None):
         flops += b * m * n
     return flops, {"batch": b, "M": m, "K": k, "N": n}
-
-
-def ceil_log2(x: float) -> int:
-    return int(math.ceil(math.log2(x))) if x > 0 else 0

@@ -56,11 +56,16 @@ def capture(
     precision = Precision(weight_bits, act_bits, kv_bits, group_size, group_meta_bits if group_size else 0.0)
 
     torch.manual_seed(seed)
+    net = None
     if device == "auto" and dev == "meta":
-        dev = _auto_device(spec, tdtype, layers, tp, seed)
+        # auto: real tensors on the CPU for small models; the meta build that decides is kept for big ones
+        net = zoo.build_model(spec, "meta", tdtype, layers=layers, tp=tp, seed=seed)
+        if sum(p.numel() for p in net.parameters()) <= CPU_AUTO_MAX_PARAMS:
+            dev, net = "cpu", None
     elif dev == "cpu":
         _check_cpu_memory(spec, tdtype, layers, tp, seed)
-    net = zoo.build_model(spec, dev, tdtype, layers=layers, tp=tp, seed=seed)
+    if net is None:
+        net = zoo.build_model(spec, dev, tdtype, layers=layers, tp=tp, seed=seed)
     max_pos = zoo.max_learned_positions(spec, net.config)
     total = seq_len + (new_tokens if phase == "generate" else 1 if phase == "decode" else 0)
     if max_pos and total > max_pos:
@@ -119,11 +124,6 @@ def _forward_errors(spec: ModelSpec) -> Iterator[None]:
 def _meta_params(spec: ModelSpec, dtype: torch.dtype, layers: int | None, tp: int, seed: int) -> int:
     net = zoo.build_model(spec, "meta", dtype, layers=layers, tp=tp, seed=seed)
     return sum(p.numel() for p in net.parameters())
-
-
-def _auto_device(spec: ModelSpec, dtype: torch.dtype, layers: int | None, tp: int, seed: int) -> str:
-    """``auto``: real tensors on the CPU for small models (at most CPU_AUTO_MAX_PARAMS), else meta."""
-    return "cpu" if _meta_params(spec, dtype, layers, tp, seed) <= CPU_AUTO_MAX_PARAMS else "meta"
 
 
 def _check_cpu_memory(spec: ModelSpec, dtype: torch.dtype, layers: int | None, tp: int, seed: int) -> None:
