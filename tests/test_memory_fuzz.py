@@ -66,7 +66,7 @@ from sim.memory.standard import dominated_rules  # noqa: E402
 
 def pim_spec(dual: bool):
     m, _, _ = preset("hbm2-neupims")
-    return m.model_copy(update={"pim": m.pim.model_copy(update={"dual_row_buffer": dual})}).spec(pim=True)
+    return m.with_pim(dual_row_buffer=dual).spec(pim=True)
 
 
 SPECS = [*PRESETS, "pim-dual", "pim-single"]

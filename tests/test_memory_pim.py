@@ -52,7 +52,7 @@ def test_checker_knows_pim_state(neupims):
 
 
 def test_single_row_buffer_blocks_normal_activation(neupims, tmp_path):
-    single = neupims.model_copy(update={"pim": neupims.pim.model_copy(update={"dual_row_buffer": False})})
+    single = neupims.with_pim(dual_row_buffer=False)
     prog = [("G_ACT", {"rank": 0, "bankgroup": 0, "row": 1}),
             ("ACT", {"rank": 0, "bankgroup": 0, "bank": 0, "row": 7})]
     s_spec, d_spec = single.spec(pim=True), neupims.spec(pim=True)
@@ -105,7 +105,7 @@ def test_mixed_run_is_clean_and_dual_keeps_npu_traffic(neupims):
     coords = stream[stream[:, 0] == 0][:4000]
     kept = {}
     for dual in (True, False):
-        mem = neupims.model_copy(update={"pim": neupims.pim.model_copy(update={"dual_row_buffer": dual})})
+        mem = neupims.with_pim(dual_row_buffer=dual)
         spec = mem.spec(pim=True)
         res = run_mixed(spec, program, np.zeros(4000, np.int64), np.zeros(4000, bool), coords)
         assert not check(spec, res.result.log)
@@ -116,7 +116,7 @@ def test_mixed_run_is_clean_and_dual_keeps_npu_traffic(neupims):
 
 @pytest.mark.parametrize("placement,units,ratio", [("bank", 32, 16.0), ("bank_pair", 16, 8.0), ("bank_group", 8, 4.0)])
 def test_pim_placement_sets_the_internal_bandwidth(neupims, placement, units, ratio):
-    mem = neupims.model_copy(update={"pim": neupims.pim.model_copy(update={"placement": placement})})
+    mem = neupims.with_pim(placement=placement)
     r = run_attention(mem, 1024, 128, "score", heads=1)
     bus = mem.channel_bw_bytes_per_s / mem.freq_hz
     assert r.units == units
@@ -142,7 +142,7 @@ def test_single_row_buffer_refresh_waits_for_pim_and_program_must_close(neupims)
 
     from sim.memory.engine import run_mixed
 
-    single = neupims.model_copy(update={"pim": neupims.pim.model_copy(update={"dual_row_buffer": False})})
+    single = neupims.with_pim(dual_row_buffer=False)
     spec = single.spec(pim=True)
     mp = single.mapping()
     program = [("G_ACT", {"rank": 0, "bankgroup": 0, "row": 3})] + [("COMP", {})] * 3000 + [("PIM_PRE", {})]

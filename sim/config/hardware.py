@@ -236,6 +236,12 @@ class MemoryConfig(Strict):
         mode = "dual" if self.pim.dual_row_buffer else "single"
         return bind(load_standard(self.pim.standard), self.organization, self.timing_cycles, mode)
 
+    def with_pim(self, **changes) -> "MemoryConfig":
+        """This preset with some PIM fields changed (``dual_row_buffer=False``, ``placement=...``)."""
+        if self.pim is None:
+            raise LlmsimError(f"{self.name}: pim: this preset has no PIM units")
+        return self.model_copy(update={"pim": self.pim.model_copy(update=changes)})
+
     def mapping(self):
         from sim.memory.address import parse_mapping
         from sim.memory.standard import load_standard

@@ -103,7 +103,7 @@ def fuzz_violations(quick: bool) -> Case:
 
     program, _, _ = attention_program(m, 1024 if quick else 4096, 128, "score", heads=2, row0=1000)
     for dual in (True, False):  # the PIM command set, both row-buffer modes
-        spec = m.model_copy(update={"pim": m.pim.model_copy(update={"dual_row_buffer": dual})}).spec(pim=True)
+        spec = m.with_pim(dual_row_buffer=dual).spec(pim=True)
         log = fuzz_commands(spec, per_preset, seed=10 + dual)
         commands += len(log)
         violations += len(check(spec, log))
@@ -166,7 +166,7 @@ def npu_reads_with_pim(quick: bool) -> list[Case]:
     alone_bw = n * m.burst_bytes / alone.cycles
     cases = []
     for dual in (True, False):
-        mem = m.model_copy(update={"pim": m.pim.model_copy(update={"dual_row_buffer": dual})})
+        mem = m.with_pim(dual_row_buffer=dual)
         spec = mem.spec(pim=True)
         res = run_mixed(spec, program, np.zeros(n, np.int64), np.zeros(n, bool), coords, refresh=m.refresh)
         window = res.pim_cycles
