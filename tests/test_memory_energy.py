@@ -42,7 +42,9 @@ def test_pim_kernel_energy():
     m = load_hw("hbm2-neupims")
     e = per_command_pj(m)
     assert e["g_act"] == pytest.approx(4 * e["act_pre"])      # a bank group's four banks
-    assert e["comp"] == pytest.approx(32 * e["read"])         # one column access in each of 32 units
+    # one column access and 16 fp16 MACs (1.5 pJ each, Horowitz 2014) in each of 32 units
+    assert e["comp"] == pytest.approx(32 * (e["read"] + 16 * 1.5))
+    assert per_command_pj(m.with_pim(mac_energy_pj=None))["comp"] == pytest.approx(32 * e["read"])
     r = run_attention(m, 1024, 128, "score")
     out = log_energy(m, r.log, r.cycles)
     assert out.pim_pj == pytest.approx(8 * 8 * e["g_act"] + r.comps * e["comp"] + 8 * 4 * e["readres"] + e["gwrite"])

@@ -152,3 +152,51 @@ def test_single_row_buffer_refresh_waits_for_pim_and_program_must_close(neupims)
     assert not check(spec, res.result.log)
     with pytest.raises(ValueError, match="close its rows"):
         run_mixed(spec, program[:-1], np.zeros(1, np.int64), np.zeros(1, bool), coords[:1])
+
+
+@pytest.mark.parametrize("dual,placement", [(True, "bank"), (False, "bank"), (True, "bank_group")])
+def test_runs_fast_path_issues_exactly_the_expanded_program(dual, placement):
+    """One event per run of COMPs / READRESs gives every command's cycle of the command-level
+    path: the runs' first and last issues match the expanded log, and the expanded runs pass the
+    checker."""
+    import numpy as np
+
+    from sim.memory.engine import run_program_runs
+    from sim.memory.pim import attention_runs
+
+    mem = load_hw("hbm2-neupims").with_pim(dual_row_buffer=dual, placement=placement)
+    spec = mem.spec(pim=True)
+    runs = []
+    for length, phase in ((37, "score"), (700, "context"), (1500, "score")):
+        runs += attention_runs(mem, length, 128, phase, heads=2, row0=len(runs))[0]
+    fast = run_program_runs(spec, runs)
+    log = run_program(spec, [(c, w) for c, w, k in runs for _ in range(k)])
+    ends = np.cumsum([k for _, _, k in runs])
+    assert fast.commands == len(log)
+    assert np.array_equal(fast.last, log.cycle[ends - 1])
+    assert np.array_equal(fast.first, log.cycle[ends - np.array([k for _, _, k in runs])])
+    assert fast.cycles == int(log.cycle[-1]) + 1
+    assert not check(spec, log)
+
+
+def test_runs_refuse_windowed_commands_and_empty_runs(neupims):
+    from sim.memory.engine import run_program_runs
+
+    spec = neupims.spec(pim=True)
+    with pytest.raises(ValueError, match="window rule"):
+        run_program_runs(spec, [("G_ACT", {"rank": 0, "bankgroup": 0, "row": 1}, 3)])
+    with pytest.raises(ValueError, match="at least once"):
+        run_program_runs(spec, [("COMP", {}, 0)])
+
+
+def test_attention_batch_fast_equals_command_level(neupims):
+    lengths, channels = [1, 90, 513, 2048, 300, 300], [0, 0, 3, 3, 3, 7]
+    fast = run_attention_batch_(neupims, lengths, channels, True)
+    slow = run_attention_batch_(neupims, lengths, channels, False)
+    assert fast == slow
+
+
+def run_attention_batch_(mem, lengths, channels, fast):
+    from sim.memory.pim import run_attention_batch
+
+    return run_attention_batch(mem, lengths, channels, 128, 2, fast=fast)

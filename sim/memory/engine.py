@@ -824,6 +824,102 @@ def run_program(spec: DramSpec, program: list[tuple[str, dict[str, int]]], chann
     return CommandLog(out_t, cmds.astype(np.int16), xy.astype(np.int32))
 
 
+def run_spacing(spec: DramSpec) -> np.ndarray:
+    """Per command: the spacing of back-to-back issues of that command to one node (the max over
+    the window-1, non-sibling rules binding the pair at any level), at least one cycle (its
+    command bus)."""
+    sp = np.ones(len(spec.standard.commands), np.int64)
+    for c in spec.constraints:
+        if c.prev == c.next and c.window == 1 and not c.sibling:
+            sp[c.prev] = max(sp[c.prev], c.latency)
+    return sp
+
+
+@njit(cache=True)
+def _run_runs(cmds, coords, repeats, spacing, counts, level_offset, c_level, c_next, c_lat, c_window, c_sibling,
+              by_prev_ptr, by_prev_idx, scope, bus, n_buses, first_t, last_t):
+    """``_run_program`` over runs: run k is ``repeats[k]`` issues of one command to one node, the
+    first as early as the table allows, the others ``spacing[cmd]`` apart. Only the last issue is
+    recorded: for window-1 rules a later issue of the same command dominates an earlier one, so the
+    result equals the expanded program's (runs of windowed commands are refused by the caller)."""
+    ready, hist, hist_pos, hist_n = _timing_state(level_offset, scope.shape[0], c_level.shape[0])
+    bus_last = np.full(n_buses, -1, np.int64)
+    t = np.int64(0)
+    for k in range(cmds.shape[0]):
+        cmd = cmds[k]
+        e = _earliest(cmd, coords[k], counts, level_offset, scope, ready)
+        if e > t:
+            t = e
+        while bus_last[bus[cmd]] >= t:
+            t += 1
+        first_t[k] = t
+        t += (repeats[k] - 1) * spacing[cmd]
+        bus_last[bus[cmd]] = t
+        _issue(cmd, coords[k], t, counts, level_offset, by_prev_ptr, by_prev_idx, c_level, c_next, c_lat, c_window,
+               c_sibling, ready, hist, hist_pos, hist_n)
+        last_t[k] = t
+    return t
+
+
+@dataclass
+class RunsResult:
+    first: np.ndarray    # issue cycle of each run's first command
+    last: np.ndarray     # issue cycle of each run's last command
+    spacing: np.ndarray  # per run: cycles between its commands
+    commands: int        # commands the runs stand for
+
+    @property
+    def cycles(self) -> int:
+        """The last command's cycle + 1 (0 for no runs)."""
+        return int(self.last[-1]) + 1 if len(self.last) else 0
+
+
+def runs_to_arrays(spec: DramSpec, runs: list[tuple[str, dict[str, int], int]]):
+    """(command index, node coordinates [levels 0 .. bank], repeat) arrays of a list of runs, the
+    form :func:`run_runs` takes (concatenate several requests' arrays to issue them in order)."""
+    s = spec.standard
+    names = [lvl.name for lvl in s.levels]
+    n = len(runs)
+    index = {c.name: i for i, c in enumerate(s.commands)}
+    cmds = np.array([index[c] for c, _, _ in runs], np.int64)
+    reps = np.array([k for _, _, k in runs], np.int64)
+    xy = np.zeros((n, s.bank_level + 1), np.int64)
+    for k, (_, where, _) in enumerate(runs):
+        for lvl, v in where.items():
+            if lvl != "row":
+                xy[k, names.index(lvl)] = v
+    return cmds, xy, reps
+
+
+def run_runs(spec: DramSpec, cmds: np.ndarray, xy: np.ndarray, reps: np.ndarray) -> RunsResult:
+    """:func:`run_program` for a program given as runs on one channel, one event per run: the fast
+    path of PIM kernels (a tile's COMPs and READRESs are runs). Issue times equal the expanded
+    program's (tested); a run of a command bound to itself by a window rule (tFAW-style) is
+    refused, since its issues would not be evenly spaced."""
+    s = spec.standard
+    if len(reps) and reps.min() < 1:
+        raise ValueError("run_runs: every run repeats its command at least once")
+    windowed = {c.prev for c in spec.constraints if c.prev == c.next and c.window > 1}
+    bad = {s.commands[c].name for c in np.unique(cmds[reps > 1]) if c in windowed}
+    if bad:
+        raise ValueError(f"run_runs: runs of {sorted(bad)} (bound by a window rule) are not supported")
+    tab = build_tables(spec)
+    n = len(cmds)
+    first = np.zeros(n, np.int64)
+    last = np.zeros(n, np.int64)
+    sp = run_spacing(spec)
+    _run_runs(np.ascontiguousarray(cmds, np.int64), np.ascontiguousarray(xy, np.int64),
+              np.ascontiguousarray(reps, np.int64), sp, tab.counts, tab.level_offset, tab.c_level, tab.c_next,
+              tab.c_lat, tab.c_window, tab.c_sibling, tab.by_prev_ptr, tab.by_prev_idx, tab.scope, tab.bus,
+              tab.n_buses, first, last)
+    return RunsResult(first, last, sp[cmds], int(reps.sum()))
+
+
+def run_program_runs(spec: DramSpec, runs: list[tuple[str, dict[str, int], int]]) -> RunsResult:
+    """:func:`run_runs` for runs given as (command name, {level: index}, repeat)."""
+    return run_runs(spec, *runs_to_arrays(spec, runs))
+
+
 @dataclass
 class MixedResult:
     result: EngineResult

@@ -23,7 +23,9 @@ import math
 from dataclasses import dataclass
 
 from sim.memory.commands import CommandLog
-from sim.memory.engine import run_program
+import numpy as np
+
+from sim.memory.engine import run_program, run_runs, runs_to_arrays
 
 
 PIPELINE_FILL_COMPS = 6  # NeuPIMs: COMPS_READRES costs max(BL/2, tCCD_S) x (max(num_comps, 6) + 1)
@@ -45,9 +47,11 @@ def banks_per_unit(memory) -> int:
     return {"bank": 1, "bank_pair": 2, "bank_group": org["bank"]}[memory.pim.placement]
 
 
-def attention_program(memory, seq_len: int, head_dim: int, phase: str = "score", heads: int = 1,
-                      row0: int = 0) -> tuple[list[tuple[str, dict[str, int]]], int, int]:
-    """The command program of one request's attention on PIM; returns (program, tiles, comps)."""
+def attention_runs(memory, seq_len: int, head_dim: int, phase: str = "score", heads: int = 1,
+                   row0: int = 0) -> tuple[list[tuple[str, dict[str, int], int]], int, int]:
+    """One request's attention on PIM as runs (command, {level: index}, repeat); returns (runs,
+    tiles, comps). A run is ``repeat`` back-to-back issues of one command (a tile's COMPs, its
+    READRESs): :func:`attention_program` expands them, the fast path issues each run as one event."""
     if phase not in ("score", "context"):
         raise ValueError(f"phase: expected score or context, found {phase!r}")
     org = memory.organization
@@ -59,10 +63,10 @@ def attention_program(memory, seq_len: int, head_dim: int, phase: str = "score",
     comp_bytes = pim.comp_coverage_macs * 2  # bytes one unit consumes per COMP
     kv_bytes = seq_len * head_dim * 2
     tiles_per_head = math.ceil(kv_bytes / tile_bytes)
-    program: list[tuple[str, dict[str, int]]] = []
+    runs: list[tuple[str, dict[str, int], int]] = []
     comps_total = 0
     for h in range(heads):
-        program.append(("GWRITE", {}))
+        runs.append(("GWRITE", {}, 1))
         left = kv_bytes
         for tile in range(tiles_per_head):
             used = min(left, tile_bytes)
@@ -73,17 +77,24 @@ def attention_program(memory, seq_len: int, head_dim: int, phase: str = "score",
             else:
                 results = math.ceil(units * pim.comp_coverage_macs * 2 / memory.burst_bytes)
             row = row0 + h * tiles_per_head + tile
-            program.append(("P_HEADER", {}))
+            runs.append(("P_HEADER", {}, 1))
             for r in range(org["rank"]):
                 for g in range(org["bankgroup"]):
-                    program.append(("G_ACT", {"rank": r, "bankgroup": g, "row": row}))
+                    runs.append(("G_ACT", {"rank": r, "bankgroup": g, "row": row}, 1))
             # NeuPIMs' COMPS_READRES charges max(num_comps, 6) COMP slots (the unit's pipeline fill)
             comps = max(comps, PIPELINE_FILL_COMPS)
-            program += [("COMP", {})] * comps
-            program += [("READRES", {})] * results
-            program.append(("PIM_PRE", {}))
+            runs.append(("COMP", {}, comps))
+            runs.append(("READRES", {}, results))
+            runs.append(("PIM_PRE", {}, 1))
             comps_total += comps
-    return program, tiles_per_head * heads, comps_total
+    return runs, tiles_per_head * heads, comps_total
+
+
+def attention_program(memory, seq_len: int, head_dim: int, phase: str = "score", heads: int = 1,
+                      row0: int = 0) -> tuple[list[tuple[str, dict[str, int]]], int, int]:
+    """The command program of one request's attention on PIM; returns (program, tiles, comps)."""
+    runs, tiles, comps = attention_runs(memory, seq_len, head_dim, phase, heads, row0)
+    return [(c, where) for c, where, k in runs for _ in range(k)], tiles, comps
 
 
 def run_attention(memory, seq_len: int, head_dim: int, phase: str = "score", heads: int = 1) -> KernelResult:
@@ -117,25 +128,41 @@ class BatchResult:
     requests: int
 
 
-def run_attention_batch(memory, seq_lens, channels, head_dim: int = 128, heads: int = 1) -> BatchResult:
+def run_attention_batch(memory, seq_lens, channels, head_dim: int = 128, heads: int = 1,
+                        fast: bool = True) -> BatchResult:
     """Decode attention of a batch on PIM: each request's q.K^T then p.V on its own channel (the
     softmax between them runs elsewhere, on the NPU, and is not timed here); channels run in
-    parallel, a channel's requests one after another. ``seq_lens`` are KV lengths."""
+    parallel, a channel's requests one after another. ``seq_lens`` are KV lengths.
+
+    ``fast`` issues each run of COMPs or READRESs as one event (:func:`~sim.memory.engine.run_runs`; the same
+    cycles as the command-level path, tested); ``fast=False`` issues every command
+    (:func:`run_program`)."""
     by_channel: dict[int, list[int]] = {}
     for length, ch in zip(seq_lens, channels):
         by_channel.setdefault(int(ch), []).append(int(length))
     spec = memory.spec(pim=True)
     out: dict[int, int] = {}
     commands = 0
+    arrays: dict[tuple[int, str], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     for ch, lengths in sorted(by_channel.items()):
-        program: list[tuple[str, dict[str, int]]] = []
-        row = 0
-        for length in lengths:
-            for phase in ("score", "context"):
+        keys = [(length, phase) for length in lengths for phase in ("score", "context")]
+        if fast:  # rows only name the PIM row a G_ACT opens: timing does not depend on them
+            for length, phase in keys:
+                if (length, phase) not in arrays:  # heads repeat one head's program: build it once
+                    one = runs_to_arrays(spec, attention_runs(memory, length, head_dim, phase, 1)[0])
+                    arrays[length, phase] = (np.tile(one[0], heads), np.tile(one[1], (heads, 1)),
+                                             np.tile(one[2], heads))
+            cmds, xy, reps = (np.concatenate(part) for part in zip(*(arrays[k] for k in keys)))
+            res = run_runs(spec, cmds, xy, reps)
+            out[ch], n = res.cycles, res.commands
+        else:
+            program: list[tuple[str, dict[str, int]]] = []
+            row = 0
+            for length, phase in keys:
                 prog, tiles, _ = attention_program(memory, length, head_dim, phase, heads, row0=row)
                 program += prog
                 row += tiles
-        log = run_program(spec, program, channel=ch)
-        out[ch] = int(log.cycle[-1]) + 1 if len(log) else 0
-        commands += len(log)
+            log = run_program(spec, program, channel=ch)
+            out[ch], n = (int(log.cycle[-1]) + 1 if len(log) else 0), len(log)
+        commands += n
     return BatchResult(max(out.values(), default=0), out, commands, len(seq_lens))
