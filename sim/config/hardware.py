@@ -306,22 +306,42 @@ class SystolicConfig(Strict):
     cols: PositiveInt
     count: PositiveInt = Field(description="arrays per core")
     dataflow: Literal["ws", "os", "is"]
+    fold_pipelining: bool = Field(
+        False, description="true: a fold enters the array max(T, 4) cycles after the previous one and its "
+                           "weight preload is hidden (NeuPIMs' model); false: folds run one after another, "
+                           "each with its own preload, fill and drain (SCALE-Sim's model)")
 
 
 class VectorLatencies(Strict):
-    """Cycles per step of each vector operation."""
+    """Cycles per step of each vector operation (one step: one pass of a unit's lanes)."""
 
     add: PositiveInt
     mul: PositiveInt
     exp: PositiveInt
     gelu: PositiveInt
-    add_tree: PositiveInt
+    add_tree: PositiveInt = Field(description="cycles per level-iteration of the reduction tree")
+    scalar_sqrt: PositiveInt = Field(description="one scalar square root (norms)")
+    scalar_mul: PositiveInt = Field(description="one scalar multiply (norms)")
 
 
 class VectorUnitConfig(Strict):
-    units: PositiveInt
-    lanes: PositiveInt
-    op_latency_cycles: VectorLatencies | None = None
+    units: PositiveInt = Field(description="vector units per core")
+    lanes: PositiveInt = Field(description="elements one unit handles per step")
+    op_latency_cycles: VectorLatencies
+
+
+class ScratchpadConfig(Strict):
+    """On-chip buffers of one core."""
+
+    operand_kib: PositiveInt = Field(description="scratchpad for input and weight tiles, KiB")
+    accumulator_kib: PositiveInt = Field(description="accumulator for output tiles, KiB")
+    accumulator_element_bytes: PositiveInt = Field(description="bytes of one partial sum in the accumulator")
+    double_buffered: bool = Field(description="operand tiles double-buffered: the next tile loads while one computes")
+
+
+class DmaConfig(Strict):
+    engines: PositiveInt = Field(description="DMA engines per core (one load and one store stream each)")
+    request_bytes: PositiveInt = Field(description="bytes of one memory request a DMA issues")
 
 
 class InterconnectConfig(Strict):
@@ -339,11 +359,22 @@ class NpuConfig(Strict):
     systolic: SystolicConfig
     vector: VectorUnitConfig
     precision_bytes: PositiveInt
-    scratchpad_double_buffered: bool = True
+    scratchpad: ScratchpadConfig | None = Field(
+        None, description="on-chip buffers; none: unbounded (a pure array model such as SCALE-Sim's)")
+    dma: DmaConfig | None = None
     interconnect: InterconnectConfig | None = None
-    memory: str = Field(description="bundled memory config name or path")
+    memory: str | None = Field(description="bundled memory config name or path; null: ideal memory that "
+                                           "never stalls the arrays (SCALE-Sim comparisons)")
 
-    def memory_config(self) -> MemoryConfig:
+    @model_validator(mode="after")
+    def _memory_needs_buffers(self):
+        if self.memory is not None and (self.scratchpad is None or self.dma is None):
+            raise ValueError("scratchpad and dma: required when memory is set (tiles move through them)")
+        return self
+
+    def memory_config(self) -> MemoryConfig | None:
+        if self.memory is None:
+            return None
         mem = load_hw(self.memory)
         if not isinstance(mem, MemoryConfig):
             raise LlmsimError(f"{self.name}: memory: expected a memory config, found kind {mem.kind!r}")
@@ -359,8 +390,8 @@ class NpuConfig(Strict):
             mode="datasheet",
             matmul_flops={dtype: 2 * macs * f},
             vector_flops={dtype: vec * f},
-            mem_bw=self.memory_config().peak_bw_bytes_per_s,
-            notes=(f"{macs} MACs/cycle at {self.freq_mhz} MHz; memory {self.memory}",),
+            mem_bw=self.memory_config().peak_bw_bytes_per_s if self.memory else float("inf"),
+            notes=(f"{macs} MACs/cycle at {self.freq_mhz} MHz; memory {self.memory or 'ideal (never stalls)'}",),
         )
 
 
