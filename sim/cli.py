@@ -124,6 +124,100 @@ def trace(output, sets, as_json, **kw) -> None:
     click.echo(f"wrote {path}")
 
 
+# ------------------------------------------------------------------------------------- simulate
+SYSTEMS = ["npu-only"]
+SYSTEM_DEFAULT_HW = {"npu-only": "neupims-npu"}
+
+
+@cli.command()
+@click.option("--system", type=click.Choice(SYSTEMS), default="npu-only", show_default=True,
+              help="the system to simulate")
+@click.option("--hw", "hw_name", default=None, metavar="NAME_OR_PATH",
+              help="NPU config (default: the system's, neupims-npu)")
+@click.option("--set", "sets", multiple=True, metavar="KEY.PATH=VALUE", help="override a hardware config field")
+@click.option("--trace", "trace_file", type=click.Path(dir_okay=False), default=None, help="trace file to simulate")
+@click.option("--gemm", nargs=3, type=int, default=None, metavar="M K N", help="single GEMM x[M,K] @ W[K,N]")
+@click.option("--timeline", type=click.Path(dir_okay=False), default=None,
+              help="write a Chrome trace-event timeline (open in Perfetto or chrome://tracing)")
+@click.option("--max-chunks", type=int, default=None,
+              help="fidelity: tiles of one op merged into at most about this many DES steps (default 48)")
+@click.option("--top", type=int, default=15, show_default=True, help="ops listed in the text output")
+@click.option("--json", "as_json", is_flag=True, help="print the result as JSON")
+@_model_options
+def simulate(system, hw_name, sets, trace_file, gemm, timeline, max_chunks, top, as_json, **kw) -> None:
+    """Simulate a model (or one GEMM) on a system; prints time per op class, utilization per unit
+    and every op's roofline score (simulated time / roofline time on the same device)."""
+    from sim.config.hardware import NpuConfig, load_hw
+    from sim.npu.executor import DEFAULT_MAX_CHUNKS
+
+    npu = load_hw(hw_name or SYSTEM_DEFAULT_HW[system], list(sets) or None)
+    if not isinstance(npu, NpuConfig):
+        raise LlmsimError(f"--hw: expected an NPU config for --system {system}, found kind {npu.kind!r}")
+    if max_chunks is not None and max_chunks < 1:
+        raise LlmsimError(f"--max-chunks: expected a positive integer, found {max_chunks}")
+    if timeline is not None:
+        from sim.io import check_writable_dir
+
+        check_writable_dir(str(Path(timeline).resolve().parent))
+    given = [x for x in (trace_file, gemm, kw.get("model")) if x]
+    if len(given) > 1:
+        raise LlmsimError("--trace: give one of --trace, --model and --gemm")
+    if gemm:
+        if min(gemm) < 1:
+            raise LlmsimError(f"--gemm: expected three positive integers, found {' '.join(map(str, gemm))}")
+        from sim.npu.simulate import gemm_trace
+
+        tr = gemm_trace(*gemm, elem_bytes=npu.precision_bytes)
+    elif trace_file:
+        from sim.trace import load_trace
+
+        tr = load_trace(trace_file)
+    elif kw.get("model"):
+        tr = _capture_from(kw)
+    else:
+        raise LlmsimError("--model: required (expected a zoo model name, or --trace FILE, or --gemm M K N)")
+    from sim.npu.simulate import simulate_trace
+
+    res = simulate_trace(npu, tr, max_chunks or DEFAULT_MAX_CHUNKS, record_members=timeline is not None,
+                         system=system)
+    if timeline:
+        from sim.des.timeline import write_chrome_trace
+
+        write_chrome_trace(timeline, res.core.sim, other_data={"system": system, "device": npu.name,
+                                                               "model": tr.meta.get("model")})
+    if as_json:
+        out = res.to_json()
+        out["trace"] = {k: tr.meta.get(k) for k in ("model", "phase", "batch", "seq_len", "tp")}
+        if timeline:
+            out["timeline"] = str(timeline)
+        _emit_json(out)
+        return
+    _print_simulation(res, tr, top)
+    if timeline:
+        click.echo(f"wrote timeline {timeline}")
+
+
+def _print_simulation(res, tr, top: int) -> None:
+    m = tr.meta
+    click.echo(f"{res.system} on {res.device}: {m.get('model')} {m.get('phase', '')} "
+               f"B={m.get('batch', '-')} L={m.get('seq_len', '-')}: {res.time_s * 1e3:.3f} ms "
+               f"({res.cycles:,} cycles, {res.events:,} events)")
+    click.echo("time per op class:")
+    for cls, t in res.by_class.items():
+        click.echo(f"  {cls:<12} {t * 1e3:10.3f} ms  {t / res.time_s:6.1%}")
+    click.echo("utilization:")
+    for name, u in res.utilization.items():
+        if name in ("arrays", "vector_units", "dma0.load", "dma0.store", "memory"):
+            click.echo(f"  {name:<12} {u:6.1%}")
+    scores = [o.score for o in res.ops if o.roofline_s > 0]
+    click.echo(f"roofline score (simulated / roofline time): min {min(scores):.3f}, "
+               f"time-weighted {res.time_s / sum(o.roofline_s for o in res.ops):.3f}" if scores else "")
+    click.echo(f"{'op':<44} {'class':<10} {'x':>4} {'time ms':>10} {'score':>7}")
+    for o in sorted(res.ops, key=lambda o: -o.time_s)[:top]:
+        click.echo(f"{(o.module or o.name)[:44]:<44} {o.op_class:<10} {o.repeat:>4} {o.time_s * 1e3:10.3f} "
+                   f"{o.score:7.3f}")
+
+
 # ------------------------------------------------------------------------------------- roofline
 @cli.command()
 @click.option("--trace", "trace_file", type=click.Path(dir_okay=False), default=None, help="trace file to score")

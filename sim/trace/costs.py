@@ -3,7 +3,7 @@
 Conventions (docs/accounting.md holds the full list):
 * views and pure reshapes, allocations (``empty``) and scalar reads cost nothing;
 * a matrix multiply costs 2*M*K*N FLOPs (+ M*N for a fused bias add);
-* pointwise ops cost one FLOP per output element; softmax five; LayerNorm seven; reductions one
+* pointwise ops cost one FLOP per output element; softmax five; LayerNorm seven, a fused RMSNorm four; reductions one
   per input element;
 * every input tensor is read once and every output written once, at the bit width of its role;
   a tensor read through a broadcast (stride 0) counts its distinct elements only;
@@ -230,8 +230,9 @@ def pointwise_flops(kind: str, name: str, inputs: Iterable[torch.Tensor], output
     in_n = max((t.numel() for t in inputs), default=0)
     if kind == "softmax":
         return 5.0 * out_n
-    if kind == "norm":
-        return 7.0 * (outputs[0].numel() if outputs else 0)
+    if kind == "norm":  # LayerNorm: mean, subtract, square, mean, scale, gamma, beta; RMSNorm: square, mean, scale, gamma
+        per = 4.0 if "rms" in name else 7.0
+        return per * (outputs[0].numel() if outputs else 0)
     if kind == "reduction":
         return float(in_n)
     if kind in ("copy", "free", "gather", "embedding"):

@@ -1,0 +1,212 @@
+"""Runs op plans (:mod:`sim.npu.mapping`) on the DES core: one NPU core's arrays, vector units and
+DMA engine over the memory system, with a timeline.
+
+Per op, its tiles flow through three stages:
+
+* **load**: the DMA engine's load stream moves a tile's bytes from DRAM; the transfer holds the
+  memory for its busiest channel's time at the calibrated rate (:mod:`sim.npu.memory_service`),
+  then waits the idle read latency (requests in flight, memory free for the next transfer);
+* **compute**: the tile's phases in order, each holding its unit group (all arrays, or all vector
+  units) for its cycles; tiles take the units in order, so one tile's softmax overlaps the next
+  one's Q.K^T;
+* **store**: the DMA engine's store stream writes the tile's output bytes.
+
+A tile holds one operand buffer from its load until its compute ends: with double buffering two
+tiles are in flight (the next loads while one computes), else one. Ops run one after another (an
+op's inputs are its predecessor's outputs): an op starts when the previous op's last store is done.
+
+Fidelity knob: an op with more tiles than ``max_chunks`` has consecutive tiles merged into chunks
+(loads, phases and stores summed) whose sizes ramp up 1, 2, 4, ... and back down at the end, so the
+pipeline's fill and drain stay at one-tile granularity; this bounds the events per op (tested
+against the unmerged run).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import simpy
+
+from sim.config.hardware import NpuConfig
+from sim.des.clock import TimeBase
+from sim.des.core import Simulator, Unit
+from sim.npu.mapping import OpPlan, Tile
+from sim.npu.memory_service import MemoryService
+
+DEFAULT_MAX_CHUNKS = 48
+
+
+@dataclass(frozen=True)
+class Chunk:
+    tiles: int
+    load_bytes: float
+    phases: tuple[tuple[str, int, int], ...]   # (unit kind, cycles, units used)
+    store_bytes: float
+
+
+def chunk_sizes(n: int, max_chunks: int) -> list[int]:
+    """Sizes (summing to n) ramping 1, 2, 4, ... up to a plateau and back down, at most about
+    ``max_chunks`` of them; n itself when n <= max_chunks (every tile its own chunk)."""
+    if n <= max_chunks:
+        return [1] * n
+    plateau = 1
+    while True:
+        ramp = [1 << i for i in range(int(math.log2(plateau)))] if plateau > 1 else []
+        body = n - 2 * sum(ramp)
+        if body >= 0 and 2 * len(ramp) + math.ceil(body / plateau) <= max_chunks:
+            break
+        plateau *= 2
+    mids = [plateau] * (body // plateau) + ([body % plateau] if body % plateau else [])
+    return ramp + mids + ramp[::-1]
+
+
+def make_chunks(plan: OpPlan, max_chunks: int, arrays: int, vector_units: int) -> list[Chunk]:
+    flat_sizes = chunk_sizes(plan.tiles, max_chunks)
+    out: list[Chunk] = []
+    runs = iter(plan.runs)
+    cur_count, cur_tile = 0, None
+    for size in flat_sizes:
+        need = size
+        load = store = 0.0
+        phases: list[list] = []
+        while need:
+            if cur_count == 0:
+                cur_count, cur_tile = next(runs)
+            take = min(need, cur_count)
+            load += take * cur_tile.load_bytes
+            store += take * cur_tile.store_bytes
+            _add_phases(phases, cur_tile, take, arrays, vector_units)
+            cur_count -= take
+            need -= take
+        out.append(Chunk(size, load, tuple((u, c, k) for u, c, k in phases), store))
+    return out
+
+
+def _add_phases(phases: list[list], tile: Tile, times: int, arrays: int, vector_units: int) -> None:
+    """Merge ``times`` copies of a tile's phases into the chunk's phase list, phase by phase."""
+    if not phases:
+        for unit, cycles in tile.phases:
+            phases.append([unit, cycles * times, arrays if unit == "array" else vector_units])
+        return
+    if [p[0] for p in phases] == [u for u, _ in tile.phases]:
+        for p, (_, cycles) in zip(phases, tile.phases):
+            p[1] += cycles * times
+        return
+    for unit, cycles in tile.phases:   # a different shape of phases: append, keeping order
+        phases.append([unit, cycles * times, arrays if unit == "array" else vector_units])
+
+
+@dataclass
+class OpResult:
+    index: int
+    start: int          # ticks
+    end: int
+    tiles: int
+    chunks: int
+    read_bytes: float
+    write_bytes: float
+    busy_ticks: dict[str, int] = field(default_factory=dict)
+
+
+class NpuCore:
+    """The units of one NPU core and its memory on one simulator."""
+
+    def __init__(self, npu: NpuConfig, svc: MemoryService | None, record_members: bool = True) -> None:
+        freqs = {"npu": int(round(npu.freq_mhz * 1e6))}
+        if svc is not None:
+            freqs["dram"] = int(round(svc.freq_hz))
+        self.npu = npu
+        self.svc = svc
+        self.sim = Simulator(TimeBase.from_freqs(freqs))
+        tb = self.sim.timebase
+        self.core_period = tb.period("npu")
+        self.arrays = self.sim.unit("arrays", "core0")
+        self.vector = self.sim.unit("vector_units", "core0")
+        self.dma_load = self.sim.unit("dma0.load", "core0/dma")
+        self.dma_store = self.sim.unit("dma0.store", "core0/dma")
+        n_arr, n_vec = npu.systolic.count, npu.vector.units
+        self.array_members = [self.sim.unit(f"array{i}", "core0/arrays") for i in range(n_arr)] if record_members else []
+        self.vector_members = [self.sim.unit(f"vector{i}", "core0/vector") for i in range(n_vec)] if record_members else []
+        if svc is not None:
+            self.dram_period = tb.period("dram")
+            self.memory = self.sim.unit("memory", f"memory/{svc.name}")
+            self.channels = [self.sim.unit(f"ch{c:02d}", f"memory/{svc.name}") for c in range(svc.channels)]
+            self.latency_ticks = svc.latency_cycles * self.dram_period
+        self.groups = {"array": (self.arrays, self.array_members), "vector": (self.vector, self.vector_members)}
+        self._addr = 0
+
+    # ------------------------------------------------------------------------------------------
+    def _transfer(self, nbytes: float, write: bool, label: str):
+        """DMA transfer: hold the memory for the busiest channel's time, then the latency."""
+        if nbytes <= 0 or self.svc is None:
+            return
+        svc = self.svc
+        per_ch = svc.channel_bytes(self._addr, 1, int(math.ceil(nbytes)), 0)
+        self._addr = (self._addr + int(math.ceil(nbytes / svc.request_bytes)) * svc.request_bytes) % svc.period_bytes
+        rate = svc.write_bytes_per_cycle if write else svc.read_bytes_per_cycle
+        hold = max(1, math.ceil(float(per_ch.max()) / rate * self.dram_period))
+        yield from self.memory.busy(hold, label)
+        start = self.sim.now - hold
+        for c, b in enumerate(per_ch):
+            if b > 0:
+                self.channels[c].record(start, start + max(1, math.ceil(b / rate * self.dram_period)), label)
+        yield self.sim.timeout(self.latency_ticks)
+
+    def _compute(self, chunk: Chunk, label: str):
+        for unit, cycles, used in chunk.phases:
+            if cycles <= 0:
+                continue
+            group, members = self.groups[unit]
+            ticks = cycles * self.core_period
+            yield from group.busy(ticks, label)
+            end = self.sim.now
+            for m in members[:used]:
+                m.record(end - ticks, end, label)
+
+    def run_op(self, plan: OpPlan, index: int, label: str, max_chunks: int = DEFAULT_MAX_CHUNKS):
+        """A process: the op's chunks through load, compute and store; returns its OpResult."""
+        sim = self.sim
+        sp = self.npu.scratchpad
+        buffers = simpy.Resource(sim, 2 if (sp is None or sp.double_buffered) else 1)
+        chunks = make_chunks(plan, max_chunks, self.npu.systolic.count, self.npu.vector.units)
+        start = sim.now
+        busy0 = {k: g.busy_ticks for k, (g, _) in self.groups.items()}
+        store_q = simpy.Store(sim)
+        pending: list[simpy.Event] = []
+
+        def tile_process(chunk: Chunk, buf_req):
+            yield from self._compute(chunk, label)
+            buffers.release(buf_req)
+            if chunk.store_bytes > 0:
+                store_q.put(chunk.store_bytes)
+
+        def loader():
+            for chunk in chunks:
+                req = buffers.request()
+                yield req
+                t0 = sim.now
+                yield from self._transfer(chunk.load_bytes, False, label)
+                if sim.now > t0:
+                    self.dma_load.record(t0, sim.now, label)
+                # the tile's phases run as their own process: tiles queue for each unit in the
+                # order they loaded, so one tile's later phases overlap the next one's first
+                pending.append(sim.process(tile_process(chunk, req)))
+
+        stores = sum(1 for c in chunks if c.store_bytes > 0)
+
+        def storer():
+            for _ in range(stores):
+                nbytes = yield store_q.get()
+                t0 = sim.now
+                yield from self._transfer(nbytes, True, label)
+                if sim.now > t0:
+                    self.dma_store.record(t0, sim.now, label)
+
+        ld = sim.process(loader())
+        st = sim.process(storer())
+        yield ld
+        yield sim.all_of(pending)
+        yield st
+        busy = {k: g.busy_ticks - busy0[k] for k, (g, _) in self.groups.items()}
+        return OpResult(index, start, sim.now, plan.tiles, len(chunks), plan.read_bytes, plan.write_bytes, busy)

@@ -1,0 +1,274 @@
+"""Placement of trace ops on an NPU core: every op class becomes a sequence of tiles, each a DMA
+load, compute phases on the arrays or the vector units, and a DMA store.
+
+| op class | placement |
+|---|---|
+| gemm | systolic arrays, tiled by :mod:`sim.npu.tiler` (batched GEMMs: one tiling per batch element) |
+| attention | per (batch, KV head, query block, key chunk): Q.K^T on the arrays, softmax on the vector units, P.V on the arrays; K/V chunks streamed (flash-attention style, online softmax), scores stay on chip |
+| norm, softmax, elementwise, reduction, moe_routing, other | vector units (:mod:`sim.npu.vector`) |
+| copy, kv_cache, embedding, moe_gather, allreduce | DMA only (data moves, nothing computes; a one-device run has no link, so an all-reduce is its memory traffic) |
+
+Every op reads its inputs from DRAM and writes its outputs back (no fusion across ops): what the
+trace counts, so the bytes a simulation moves are at least the trace's (re-fetches add to them).
+Tensors are laid out tile-major (each tile contiguous), as an NPU compiler stores weights ahead of
+time, so a tile's transfer is one contiguous run of addresses.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from sim.config.hardware import NpuConfig
+from sim.npu.tiler import CoreBuffers, choose_tiling, pipeline_fill_cycles, tile_compute_cycles
+from sim.npu.vector import REDUCTIONS, vector_cycles
+from sim.trace.schema import Op
+
+DTYPE_BYTES = {"fp64": 8, "fp32": 4, "fp16": 2, "bf16": 2, "fp8": 1, "int64": 8, "int32": 4, "int16": 2,
+               "int8": 1, "uint8": 1, "bool": 1}
+DMA_ONLY = {"copy", "kv_cache", "embedding", "moe_gather", "allreduce"}
+VECTOR = {"norm", "softmax", "elementwise", "reduction", "moe_routing", "other"}
+SOFTMAX_NAMES = {"_softmax", "softmax", "_safe_softmax", "_log_softmax", "log_softmax"}
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One step of an op: load, compute phases in order, store. Cycles are core cycles."""
+
+    load_bytes: float
+    phases: tuple[tuple[str, int], ...]   # (unit kind "array" | "vector", cycles)
+    store_bytes: float
+    array_folds: int = 0                  # folds the arrays share (timeline detail)
+
+
+@dataclass
+class OpPlan:
+    op: Op
+    unit: str                              # "array", "vector", "dma"
+    runs: list[tuple[int, Tile]]           # (count, tile) in execution order
+    detail: dict = field(default_factory=dict)
+
+    @property
+    def tiles(self) -> int:
+        return sum(c for c, _ in self.runs)
+
+    @property
+    def read_bytes(self) -> float:
+        return sum(c * t.load_bytes for c, t in self.runs)
+
+    @property
+    def write_bytes(self) -> float:
+        return sum(c * t.store_bytes for c, t in self.runs)
+
+    def cycles_on(self, unit: str) -> int:
+        return sum(c * sum(cy for u, cy in t.phases if u == unit) for c, t in self.runs)
+
+
+def core_buffers(npu: NpuConfig, bytes_per_cycle: float) -> CoreBuffers:
+    s = npu.systolic
+    sp = npu.scratchpad
+    big = 1 << 60  # no scratchpad in the config: unbounded (a pure array model)
+    return CoreBuffers(s.rows, s.cols, s.count, s.dataflow, s.fold_pipelining,
+                       sp.operand_kib * 1024 if sp else big, sp.accumulator_kib * 1024 if sp else big,
+                       sp.accumulator_element_bytes if sp else 4, sp.double_buffered if sp else True,
+                       bytes_per_cycle)
+
+
+def _numel(shape: list[int]) -> int:
+    return math.prod(shape) if shape else 1
+
+
+def _out_bytes(op: Op) -> float:
+    return float(sum(_numel(s) * DTYPE_BYTES.get(d, 2) for s, d in zip(op.output_shapes, op.output_dtypes)))
+
+
+def _chunks(total_bytes: float, limit: float) -> int:
+    return max(1, math.ceil(total_bytes / limit)) if total_bytes > 0 else 1
+
+
+def _split(n: int, parts: int) -> list[tuple[int, int]]:
+    """``n`` split into ``parts`` near-equal pieces: (size, count) runs."""
+    parts = max(1, min(parts, n)) if n > 0 else 1
+    q, r = divmod(n, parts)
+    return [(q + 1, r)] * (r > 0) + [(q, parts - r)] * (parts - r > 0)
+
+
+def plan_gemm(npu: NpuConfig, core: CoreBuffers, op: Op) -> OpPlan:
+    e = op.extra
+    batch, m, k, n = int(e.get("batch", 1)), int(e["M"]), int(e["K"]), int(e["N"])
+    elem = npu.precision_bytes
+    w_elem = op.bytes_weight / (batch * k * n) if op.bytes_weight else elem
+    t = choose_tiling(core, m, k, n, elem, w_elem)
+    runs = with_fill(core, gemm_runs(core, t, elem, w_elem) * batch)
+    plan = OpPlan(op, "array", runs,
+                  {"tiling": (t.mt, t.kt, t.nt), "a_resident": t.a_resident, "refetch_bytes": t.refetch_bytes * batch})
+    _check_bytes(plan, op)
+    return plan
+
+
+def gemm_runs(core: CoreBuffers, t, elem: float, w_elem: float) -> list[tuple[int, Tile]]:
+    """The tiles of one GEMM in loop order (n-blocks, m-blocks, k-tiles; the last k-tile of a block
+    stores its output block)."""
+    runs: list[tuple[int, Tile]] = []
+    first_n = True
+    for sn, cn in _edge(t.n, t.nt):
+        for _ in range(cn):
+            for sm, cm in _edge(t.m, t.mt):
+                block: list[tuple[int, Tile]] = []
+                k_edges = _edge(t.k, t.kt)
+                for idx, (sk, ck) in enumerate(k_edges):
+                    a = 0.0 if (t.a_resident and not first_n) else sm * sk * elem
+                    cyc = tile_compute_cycles(core, sm, sk, sn)
+                    mid = Tile(a + sk * sn * w_elem, (("array", cyc),), 0.0)
+                    if idx < len(k_edges) - 1:
+                        block.append((ck, mid))
+                    else:
+                        block += [(ck - 1, mid), (1, Tile(mid.load_bytes, mid.phases, sm * sn * elem))]
+                runs += block * cm
+            first_n = False
+    return _merge_runs(runs)
+
+
+def _edge(dim: int, t: int) -> list[tuple[int, int]]:
+    full, rest = divmod(dim, t)
+    return [(t, full)] * (full > 0) + [(rest, 1)] * (rest > 0)
+
+
+def with_fill(core: CoreBuffers, runs: list[tuple[int, Tile]]) -> list[tuple[int, Tile]]:
+    """Charge the arrays' pipeline fill and drain (pipelined folds) to an op's first array phase."""
+    runs = _merge_runs(runs)
+    fill = pipeline_fill_cycles(core)
+    if not fill or not runs:
+        return runs
+    count, t = runs[0]
+    phases = list(t.phases)
+    for i, (u, c) in enumerate(phases):
+        if u == "array":
+            phases[i] = (u, c + fill)
+            break
+    first = Tile(t.load_bytes, tuple(phases), t.store_bytes)
+    return [(1, first)] + ([(count - 1, t)] if count > 1 else []) + runs[1:]
+
+
+def _merge_runs(runs: list[tuple[int, Tile]]) -> list[tuple[int, Tile]]:
+    out: list[tuple[int, Tile]] = []
+    for c, t in runs:
+        if c <= 0:
+            continue
+        if out and out[-1][1] == t:
+            out[-1] = (out[-1][0] + c, t)
+        else:
+            out.append((c, t))
+    return out
+
+
+def _check_bytes(plan: OpPlan, op: Op) -> None:
+    moved = plan.read_bytes + plan.write_bytes
+    if moved + 1e-6 * max(1.0, op.bytes) < op.bytes:
+        raise AssertionError(f"{op.name} ({op.module}): plan moves {moved:.0f} B < trace {op.bytes:.0f} B")
+
+
+def _operand_budget(core: CoreBuffers) -> float:
+    """Bytes one in-flight tile may hold in the scratchpad."""
+    return core.operand_bytes / (2 if core.double_buffered else 1)
+
+
+def plan_attention(npu: NpuConfig, core: CoreBuffers, op: Op) -> OpPlan:
+    e = op.extra
+    b, h, hkv = int(e["batch"]), int(e["heads"]), int(e["kv_heads"])
+    lq, lk, d, dv = int(e["q_len"]), int(e["kv_len"]), int(e["head_dim"]), int(e["v_head_dim"])
+    causal, window = bool(e.get("causal")), e.get("sliding_window")
+    g = h // hkv
+    elem = npu.precision_bytes
+    q_bytes = b * h * lq * d * elem
+    out_bytes = _out_bytes(op)
+    kv_total = max(0.0, op.bytes - out_bytes - q_bytes)
+    kv_per_key = kv_total / (b * hkv * lk) if lk else 0.0   # K and V bytes of one key of one KV head
+    budget = _operand_budget(core)
+    # query block: all of a KV head's queries if their Q, scores and outputs fit, else halves
+    qb = lq
+    acc_elem = core.acc_element_bytes
+    while qb > 1 and (qb * g * (d + dv) * elem > budget / 2 or qb * g * dv * acc_elem > core.accumulator_bytes / 2):
+        qb = math.ceil(qb / 2)
+    # key chunk: what fits beside the query block (a multiple of the array edge when it can be)
+    room = budget - qb * g * d * elem
+    lc = max(1, min(lk, int(room // max(kv_per_key, 1e-9)), max(1, int(core.accumulator_bytes / 2 // (qb * g * acc_elem)))))
+    if lc >= core.cols:
+        lc -= lc % core.cols
+    past = lk - lq
+    runs: list[tuple[int, Tile]] = []
+    for q0 in range(0, lq, qb):
+        q1 = min(lq, q0 + qb)
+        rows = (q1 - q0) * g
+        hi = min(lk, past + q1) if causal else lk
+        lo = max(0, past + q0 + 1 - window) if (causal and window) else 0
+        tiles = []
+        for c0 in range((lo // lc) * lc, hi, lc):
+            keys = min(lc, hi - c0)
+            qk = tile_compute_cycles(core, rows, d, keys)
+            sv = tile_compute_cycles(core, rows, keys, dv)
+            sm = vector_cycles(npu, "softmax", rows, keys).cycles
+            load = keys * kv_per_key + (rows * d * elem if not tiles else 0.0)
+            tiles.append(Tile(load, (("array", qk), ("vector", sm), ("array", sv)), 0.0))
+        last = tiles[-1]
+        tiles[-1] = Tile(last.load_bytes, last.phases, rows * dv * elem)
+        runs += _merge_runs([(1, t) for t in tiles])
+    runs = with_fill(core, runs * (b * hkv))
+    plan = OpPlan(op, "array", runs, {"query_block": qb, "key_chunk": lc})
+    _check_bytes(plan, op)
+    return plan
+
+
+def _vector_kind(op: Op) -> tuple[str, str]:
+    base = op.name.split(".")[1] if op.name.startswith("aten.") else op.name
+    if base in SOFTMAX_NAMES:
+        return "softmax", base
+    if "layer_norm" in base or "group_norm" in base or "batch_norm" in base:
+        return "layer_norm", base
+    if "rms_norm" in base:
+        return "rms_norm", base
+    if base in REDUCTIONS:
+        return "reduction", base
+    return "pointwise", base
+
+
+def plan_streaming(npu: NpuConfig, core: CoreBuffers, op: Op, vector: bool) -> OpPlan:
+    """A vector or DMA-only op: its bytes in tiles that fit the scratchpad, rows split evenly."""
+    out_b = min(_out_bytes(op), op.bytes)
+    in_b = op.bytes - out_b
+    if vector:
+        kind, base = _vector_kind(op)
+        shape = (op.input_shapes[0] if kind == "reduction" and op.input_shapes else
+                 op.output_shapes[0] if op.output_shapes else [1])
+        n = int(shape[-1]) if shape else 1
+        rows = max(1, _numel(shape) // max(n, 1))
+    else:
+        kind, base, n, rows = "", "", 1, 1
+    parts = _chunks(op.bytes, _operand_budget(core))
+    if vector and kind != "pointwise":
+        parts = min(parts, rows)    # a row is not split across tiles
+    runs: list[tuple[int, Tile]] = []
+    for size, count in _split(rows if vector and kind != "pointwise" else parts, parts):
+        frac = size / (rows if vector and kind != "pointwise" else parts)
+        phases: tuple[tuple[str, int], ...] = ()
+        if vector:
+            if kind == "pointwise":
+                cyc = vector_cycles(npu, kind, 1, max(1, math.ceil(rows * n * frac)), base).cycles
+            else:
+                cyc = vector_cycles(npu, kind, size, n, base).cycles
+            phases = (("vector", cyc),)
+        runs.append((count, Tile(in_b * frac, phases, out_b * frac)))
+    plan = OpPlan(op, "vector" if vector else "dma", _merge_runs(runs), {"kind": kind} if vector else {})
+    _check_bytes(plan, op)
+    return plan
+
+
+def plan_op(npu: NpuConfig, core: CoreBuffers, op: Op) -> OpPlan:
+    """The tiles of one trace op on one core (see the module doc for the placement)."""
+    if op.op_class == "gemm":
+        return plan_gemm(npu, core, op)
+    if op.op_class == "attention":
+        return plan_attention(npu, core, op)
+    if op.op_class in DMA_ONLY:
+        return plan_streaming(npu, core, op, vector=False)
+    return plan_streaming(npu, core, op, vector=True)
