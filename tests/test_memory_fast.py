@@ -23,8 +23,13 @@ AGREE = [
     ("hbm2-neupims", "stream", 50_000, "all_bank"),
     ("hbm2-neupims", "stream", 50_000, "per_bank"),
     ("hbm2-neupims", "strided", 30_000, "all_bank"),
+    ("hbm2-neupims", "strided", 30_000, "per_bank"),
     ("hbm2-neupims", "random", 30_000, "all_bank"),
+    ("hbm2-neupims", "random", 30_000, "per_bank"),
     ("hbm2-neupims", "random", 30_000, "none"),
+    # nCCD_L > nBL: the engine interleaves two bank groups' bursts; two pseudo channels share a queue
+    ("hbm3-6400", "stream", 30_000, "all_bank"),
+    ("hbm3-6400", "random", 30_000, "all_bank"),
 ]
 
 
@@ -36,28 +41,23 @@ def test_fast_agrees_with_engine_on_reads(preset, pattern, n, refresh):
     assert abs(fast.cycles - eng.cycles) <= 0.02 * eng.cycles, (eng.cycles, fast.cycles)
 
 
-# UNFINISHED: write mixes (the engine lets ready reads pass writes across open rows; the fast
-# mode batches directions only within a visit) and HBM3 streaming (the engine interleaves bursts
-# of two bank groups when nCCD_L > nBL; the fast mode sends a visit's bursts as one block).
-@pytest.mark.xfail(reason="fast mode not yet within 2% here (see sim/memory/fast.py)", strict=True)
-@pytest.mark.parametrize("preset,pattern,wf", [("hbm2-neupims", "stream", 0.3), ("hbm2-neupims", "random", 0.3),
-                                               ("hbm3-6400", "stream", 0.0)])
-def test_fast_agrees_unfinished(preset, pattern, wf):
-    spec, arrive, is_write, xy = _case(preset, pattern, 30_000, wf)
+def test_fast_agrees_with_engine_on_a_write_mix():
+    spec, arrive, is_write, xy = _case("hbm2-neupims", "stream", 30_000, 0.3)
     eng = run(spec, arrive, is_write, xy)
     fast = run_fast(spec, arrive, is_write, xy)
     assert abs(fast.cycles - eng.cycles) <= 0.02 * eng.cycles, (eng.cycles, fast.cycles)
 
 
-# UNFINISHED: per-bank refresh on one-burst visits. The engine holds back row hits to a bank whose
-# refresh is due (so refresh cannot be put off); the fast mode charges only the refreshed bank's
-# next ACT, and comes out about 2.3% fast.
-@pytest.mark.xfail(reason="fast mode about 2.3% fast with per-bank refresh here", strict=True)
+# UNFINISHED: one-burst visits with 30% writes come out fast (strided -2.1%, random -3.8%). Not
+# yet traced; the fast mode's known gaps that matter most with writes (long turnarounds, so more
+# rows wait open): a younger row hit does not pass an older conflict, a PRE is not held back while
+# a queued request hits the open row, and the command buses are not modelled.
+@pytest.mark.xfail(reason="fast mode 2-4% fast on one-burst write mixes (see sim/memory/fast.py)", strict=True)
 @pytest.mark.parametrize("pattern", ["strided", "random"])
-def test_fast_agrees_unfinished_per_bank(pattern):
-    spec, arrive, is_write, xy = _case("hbm2-neupims", pattern, 30_000)
-    eng = run(spec, arrive, is_write, xy, refresh="per_bank")
-    fast = run_fast(spec, arrive, is_write, xy, refresh="per_bank")
+def test_fast_agrees_unfinished_write_mix(pattern):
+    spec, arrive, is_write, xy = _case("hbm2-neupims", pattern, 30_000, 0.3)
+    eng = run(spec, arrive, is_write, xy)
+    fast = run_fast(spec, arrive, is_write, xy)
     assert abs(fast.cycles - eng.cycles) <= 0.02 * eng.cycles, (eng.cycles, fast.cycles)
 
 

@@ -1,42 +1,61 @@
-"""Row-granularity fast mode of the DRAM engine: one event per *row visit*, not per command.
+"""Row-granularity fast mode of the DRAM engine: events per *row visit* and per run of bursts,
+not per command and cycle.
 
 Per channel, consecutive requests (in arrival order) to the same bank and row form a visit. A
-small FR-FCFS-like scheduler, in numba, picks visits instead of commands:
+small FR-FCFS-like scheduler, in numba, moves through three kinds of event in time order:
 
-* a visit is eligible once its first request is in the controller's queue (``queue_depth``
-  requests: request j enters when request j - queue_depth has been served) and it is the oldest
-  pending visit to its bank;
-* among the eligible visits the one whose row can open earliest goes first (ties: the oldest), so
-  the activations of younger visits overlap the data transfers of older ones, as the command
-  engine's row bus does (this lookahead is what makes random traffic come out tFAW-bound);
-* its PRE (row conflict) and ACT are placed at the first cycle the standard's constraint table
-  allows (the same ready table and issue rule as :mod:`sim.memory.engine`: tRP, tRC, tRRD_S/L,
-  tFAW windows, refresh); a visit to the bank's open row needs neither;
-* its k bursts then go out as runs of same-direction column commands: the first at the first
-  cycle the table allows (tRCD, bus free, read/write turnarounds, tWTR, tCCD), the others back to
-  back at the run's same-bank spacing (max of the RD->RD or WR->WR latencies: nBL, nCCD_L ...).
-  Only the last command of a run updates the table (later issues dominate window-1 rules);
-* refresh as in the engine, but at visit granularity: when the next row to open in a refresh node
-  would open after its refresh is due, the node (all-bank: PREA + REFab every nREFI) or its next
-  bank (per-bank: PRE + REFpb every nREFIpb, round robin) is refreshed first.
+* **row event** -- open the row of one visit. A visit is eligible once its first request is in the
+  controller's queue (``queue_depth`` requests: request j enters the cycle after the (j -
+  queue_depth + 1)-th service) and it is the oldest unfinished visit to its bank. Among the
+  eligible visits the one whose row can open earliest goes first (ties: the oldest), so
+  activations of younger visits overlap the data transfers of older ones, as the command engine's
+  row bus does. Its PRE (row conflict) and ACT go at the first cycle the standard's constraint
+  table allows (the same ready table and issue rule as :mod:`sim.memory.engine`: tRP, tRC,
+  tRRD_S/L, tFAW windows, refresh); a visit to the bank's open row needs neither. The visit is
+  then *active*: its row is open and its bursts are row hits;
+* **column run** -- the column bus serves, among the active visits' oldest unserved read and
+  oldest unserved write, the one the table lets go first (ties: the oldest request), like the
+  engine's "oldest ready hit". It keeps sending that visit's same-direction bursts, at the bank's
+  back-to-back spacing (nBL, nCCD_L ...), for as long as no other candidate could go earlier
+  (each other candidate's earliest cycle, raised by the run's own last burst through the
+  cross-bank rules: nCCD_S / nCCD_L / nCCDR / nRTW / tWTR / the data bus; a visit whose row is
+  about to open, or that enters the queue during the run, counts from its ACT plus tRCD, or its
+  admission for a row hit) and no refresh is due. So two bank groups' rows interleave
+  their bursts when nCCD_L > nBL, and reads and writes batch by direction across open rows,
+  while a lone stream costs one event per run, not per burst. Only a run's last command updates
+  the table (later issues dominate window-1 rules);
+* **refresh** at its due cycle, as in the engine: all-bank (PREA if a row is open, then REFab,
+  every nREFI per refresh node) or per-bank (PRE if open, then REFpb, every nREFIpb, round robin
+  over the node's banks). Active visits in the refreshed banks lose their row and open it again
+  later, as the engine holds back hits to a bank whose refresh is due.
 
-What is approximate (against :func:`sim.memory.engine.run`): columns go out in the order rows were
-opened and a visit's bursts back to back (the engine may interleave bursts of two open rows);
-requests to a row that are not consecutive in a channel's arrival order form separate visits
-(a later one is a row hit if the row is still open); a younger hit to an open row does not hold
-back an older request's precharge (the engine's "no PRE while a queued request hits"); the row
-command bus is not modelled (one ACT / PRE per cycle); refresh is only checked when a row opens.
+The queue is modelled per request: request j can be served (and its visit's row opened) from the
+cycle after the (j - queue_depth + 1)-th service, with services kept sorted by cycle.
+
+What is approximate (against :func:`sim.memory.engine.run`): requests to a row that are not
+consecutive in a channel's arrival order form separate visits (a later one is a row hit if the
+row is still open), and a younger visit to a bank waits for the older ones (the engine lets a
+younger row hit pass an older conflict, and holds back a PRE while a queued request hits the open
+row); the row command bus and the column command bus are not modelled (two commands of one kind
+may share a cycle where the table allows it); a refresh is placed at its due cycle in one step
+(the engine retries each cycle and may be later when the row bus is busy), and a per-bank
+refresh is charged to its own bank only (nRFCpb before its next ACT; its nRREFD / tRRD spacing
+to other banks' ACTs is left out, as the engine slots REFpb into gaps between them); a run's
+bursts and a row event that cannot affect them may be handled out of cycle order.
 """
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
 from numba import njit
 
-from sim.memory.engine import _earliest, _earliest_at, _issue, _node, _timing_state, build_tables
+from sim.memory.engine import _earliest, _issue, _timing_state, build_tables
 from sim.memory.standard import DramSpec
+
+_BIG = np.int64(1) << 60
 
 
 @dataclass
@@ -65,34 +84,142 @@ def _split_channels(ch, n_ch):
 
 
 @njit(cache=True)
+def _ready_at(cmd, b, bank_nodes, level_offset, scope, ready):
+    """First cycle ``cmd`` to flat bank ``b`` satisfies every recorded constraint."""
+    t = np.int64(0)
+    for lv in range(scope[cmd] + 1):
+        r = ready[level_offset[lv] + bank_nodes[b, lv], cmd]
+        if r > t:
+            t = r
+    return t
+
+
+@njit(cache=True)
+def _admitted_at(pos, arr, served_t, q):
+    """Cycle request ``pos`` (channel arrival order) can be in the queue: its arrival, and the cycle
+    after the service that freed its slot (the caller knows that service has happened)."""
+    a = arr[pos]
+    if pos >= q:
+        s = served_t[pos - q] + 1
+        if s > a:
+            a = s
+    return a
+
+
+@njit(cache=True)
+def _issue_at(cmd, b, t, bank_nodes, bank_xy, counts, level_offset, by_prev_ptr, by_prev_idx, c_level, c_next, c_lat,
+              c_window, c_sibling, ready, hist, hist_pos, hist_n):
+    """:func:`sim.memory.engine._issue` for a command to flat bank ``b`` (node indices looked up,
+    not recomputed from coordinates)."""
+    for j in range(by_prev_ptr[cmd], by_prev_ptr[cmd + 1]):
+        k = by_prev_idx[j]
+        lv = c_level[k]
+        node = bank_nodes[b, lv]
+        nxt = c_next[k]
+        if c_window[k] > 1:
+            w = c_window[k]
+            pos = hist_pos[k, node]
+            hist[k, node, pos] = t
+            hist_pos[k, node] = (pos + 1) % w
+            if hist_n[k, node] < w:
+                hist_n[k, node] += 1
+            if hist_n[k, node] == w:
+                v = hist[k, node, hist_pos[k, node]] + c_lat[k]
+                row = level_offset[lv] + node
+                if v > ready[row, nxt]:
+                    ready[row, nxt] = v
+            continue
+        v = t + c_lat[k]
+        if c_sibling[k] == 1:
+            x = bank_xy[b, lv]
+            base = level_offset[lv] + node - x
+            for s in range(counts[lv]):
+                if s != x and v > ready[base + s, nxt]:
+                    ready[base + s, nxt] = v
+        else:
+            row = level_offset[lv] + node
+            if v > ready[row, nxt]:
+                ready[row, nxt] = v
+
+
+@njit(cache=True)
+def _next_of(pos, vend, want_write, iw):
+    while pos < vend and iw[pos] != want_write:
+        pos += 1
+    return pos
+
+
+@njit(cache=True)
+def _unfinished(v, skip):
+    """The first unfinished visit at or after ``v`` (``skip`` links finished visits onward; path halving)."""
+    while skip[v] != v:
+        skip[v] = skip[skip[v]]
+        v = skip[v]
+    return v
+
+
+@njit(cache=True)
+def _drop_active(v, act_list, n_act):
+    for a in range(n_act):
+        if act_list[a] == v:
+            act_list[a] = act_list[n_act - 1]
+            return n_act - 1
+    return n_act
+
+
+@njit(cache=True)
 def _run_fast(arrive, is_write, coords, order, bounds, counts, level_offset, c_level, c_next, c_lat, c_window,
-              c_sibling, by_prev_ptr, by_prev_idx, scope, roles, ref_level, timing, spacing, n_rp, n_rfcpb, queue_depth,
-              closed_page, refresh_mode, done, n_turn):
+              c_sibling, by_prev_ptr, by_prev_idx, scope, roles, ref_level, timing, bank_nodes, bank_coord, common,
+              cross, n_rp, n_rfcpb, n_rcd, queue_depth, closed_page, refresh_mode, done):
     """All channels, one after the other. Returns (last data end, row visits)."""
     act, pre, prea, rd, wr, rda, wra, refab, refpb = (roles[0], roles[1], roles[2], roles[3], roles[4], roles[5],
                                                       roles[6], roles[7], roles[8])
     n_cl, n_cwl, n_bl, n_refi, n_refipb = timing[0], timing[1], timing[2], timing[3], timing[4]
     B = counts.shape[0] - 1
-    nlev = coords.shape[1]
     n_cmds = scope.shape[0]
-    n_banks = level_offset[B + 1] - level_offset[B]
+    n_banks = bank_nodes.shape[0]
     ref_nodes = level_offset[ref_level + 1] - level_offset[ref_level]
     banks_per_ref = n_banks // ref_nodes
     Q = queue_depth
     ready, hist, hist_pos, hist_n = _timing_state(level_offset, n_cmds, c_level.shape[0])
     open_row = np.full(n_banks, -1, np.int64)
+    bank_act = np.full(n_banks, -1, np.int64)   # the active visit on each bank
     seen = np.zeros(n_banks, np.int64)
     next_ref = np.zeros(ref_nodes, np.int64)
     ref_bank = np.zeros(ref_nodes, np.int64)
     tmp = np.zeros(B + 1, np.int64)
     bank_xy = np.zeros(B + 1, np.int64)
+    act_list = np.empty(n_banks, np.int64)
+    n_cand = 2 * n_banks + queue_depth + 1   # active visits' reads and writes, visits about to open
+    cand_v = np.empty(n_cand, np.int64)    # column candidates: visit, direction, cycle, request
+    cand_w = np.empty(n_cand, np.bool_)
+    cand_t = np.empty(n_cand, np.int64)
+    cand_p = np.empty(n_cand, np.int64)
+    cand_x = np.empty(n_cand, np.int64)    # spacing from the running command to each candidate
+    n_ch = bounds.shape[0] - 1
+    n_max = 0
+    for ch in range(n_ch):
+        if bounds[ch + 1] - bounds[ch] > n_max:
+            n_max = bounds[ch + 1] - bounds[ch]
+    # per channel, reused: visits and requests in the channel's arrival order
+    vstart = np.empty(n_max + 1, np.int64)
+    vbank = np.empty(n_max, np.int64)
+    vrow = np.empty(n_max, np.int64)
+    vleft = np.empty(n_max, np.int64)
+    vwrites = np.empty(n_max, np.int64)
+    vstate = np.empty(n_max, np.int8)           # 0 waiting, 1 active (row open), 2 finished
+    skip = np.empty(n_max + 1, np.int64)        # finished visits point onward (see _unfinished)
+    rcur = np.empty(n_max, np.int64)            # next unserved read / write of each visit
+    wcur = np.empty(n_max, np.int64)
+    served_t = np.empty(n_max, np.int64)        # service cycles so far, sorted
+    arr = np.empty(n_max, np.int64)
+    iw = np.empty(n_max, np.bool_)
     end = np.int64(0)
     visits_total = 0
-    n_ch = bounds.shape[0] - 1
+    stamp = 0
     for ch in range(n_ch):
         lo_r = bounds[ch]
-        hi_r = bounds[ch + 1]
-        n = hi_r - lo_r
+        n = bounds[ch + 1] - lo_r
         if n == 0:
             continue
         # ---- reset per-channel state
@@ -100,216 +227,350 @@ def _run_fast(arrive, is_write, coords, order, bounds, counts, level_offset, c_l
         hist_pos[:, :] = 0
         hist_n[:, :] = 0
         open_row[:] = -1
-        seen[:] = -1
+        bank_act[:] = -1
         next_ref[:] = n_refi if refresh_mode == 1 else n_refipb
         ref_bank[:] = 0
         # ---- visits: runs of consecutive requests to one bank and row
-        vstart = np.empty(n + 1, np.int64)
-        vwrites = np.zeros(n, np.int64)  # writes in each visit (a phase with none is skipped)
-        vbank = np.empty(n, np.int64)
-        vrow = np.empty(n, np.int64)
-        nodes = np.empty((n, B + 1), np.int64)
         nv = 0
         prev_b = -1
         prev_r = -1
         for j in range(n):
             i = order[lo_r + j]
-            b = _node(counts, coords[i], B)
+            b = 0
+            for lv in range(1, B + 1):
+                b = b * counts[lv] + coords[i, lv]
             r = coords[i, B + 1]
             if b != prev_b or r != prev_r:
                 vstart[nv] = j
                 vbank[nv] = b
                 vrow[nv] = r
-                for lv in range(B + 1):
-                    nodes[nv, lv] = _node(counts, coords[i], lv)
+                vwrites[nv] = 0
                 nv += 1
                 prev_b = b
                 prev_r = r
-            if is_write[i]:
+            w = is_write[i]
+            iw[j] = w
+            arr[j] = arrive[i]
+            if w:
                 vwrites[nv - 1] += 1
         vstart[nv] = n
         visits_total += nv
-        done_v = np.zeros(nv, np.bool_)
-        left_w = vwrites[:nv].copy()              # bursts not yet served, per visit and direction
-        left_r = np.empty(nv, np.int64)
-        for vv in range(nv):
-            left_r[vv] = vstart[vv + 1] - vstart[vv] - vwrites[vv]
-        served_time = np.empty(n, np.int64)  # served_time[k]: cycle the (k+1)-th request was served
-        served = 0
-        last_served_t = np.int64(0)
-        lo = 0          # oldest visit not yet served
-        bus_write = False
-        t_col = np.int64(0)   # the last column command's cycle
-        scan = 0
-        while lo < nv:
-            # -------- pick the eligible visit whose row opens earliest
-            best_v = -1
-            best_e = np.int64(1) << 60
-            best_p = np.int64(-1)
-            best_pref = 2
-            v = lo
-            scan += 1
-            stamp = scan
-            while v < nv:
-                first = vstart[v]
-                if first >= served + Q:
-                    break
-                if done_v[v]:
-                    v += 1
-                    continue
-                b = vbank[v]
-                if seen[b] == stamp:   # an older pending visit to this bank goes first
-                    v += 1
-                    continue
-                seen[b] = stamp
-                adm = arrive[order[lo_r + first]]
-                if first >= Q:
-                    a2 = served_time[first - Q] + 1
-                    if a2 > adm:
-                        adm = a2
-                p = np.int64(-1)
-                if open_row[b] == vrow[v]:
-                    e = adm
-                else:
-                    if open_row[b] != -1:
-                        p = _earliest_at(pre, nodes[v], level_offset, scope, ready)
-                        if adm > p:
-                            p = adm
-                        e = p + n_rp
-                    else:
-                        e = adm
-                    ea = _earliest_at(act, nodes[v], level_offset, scope, ready)
-                    if ea > e:
-                        e = ea
-                # FR-FCFS keeps the bus in its direction while such bursts are ready: prefer a
-                # visit with bursts in the current direction, then the one that opens earliest
-                same = left_w[v] > 0 if bus_write else left_r[v] > 0
-                pref = 0 if (same and e <= t_col + n_turn) else 1
-                if pref < best_pref or (pref == best_pref and e < best_e):
-                    best_pref = pref
-                    best_e = e
-                    best_v = v
-                    best_p = p
-                v += 1
-            v = best_v
-            b = vbank[v]
-            # -------- refresh due in this visit's refresh node before its row opens
-            if refresh_mode != 0 and open_row[b] != vrow[v]:
-                rn = nodes[v, ref_level]
-                if best_e >= next_ref[rn]:
-                    rem = rn
-                    for lv in range(ref_level, 0, -1):
-                        tmp[lv] = rem % counts[lv]
-                        rem //= counts[lv]
-                    tmp[0] = 0
-                    first_bank = rn * banks_per_ref
-                    if refresh_mode == 1:
-                        any_open = False
-                        for bb in range(first_bank, first_bank + banks_per_ref):
-                            if open_row[bb] != -1:
-                                any_open = True
-                        tr = next_ref[rn]
-                        if any_open:
-                            e = max(tr, _earliest(prea, tmp, counts, level_offset, scope, ready))
-                            _issue(prea, tmp, e, counts, level_offset, by_prev_ptr, by_prev_idx, c_level, c_next,
-                                   c_lat, c_window, c_sibling, ready, hist, hist_pos, hist_n)
-                            for bb in range(first_bank, first_bank + banks_per_ref):
-                                open_row[bb] = -1
-                            tr = e + 1
-                        e = max(tr, _earliest(refab, tmp, counts, level_offset, scope, ready))
-                        _issue(refab, tmp, e, counts, level_offset, by_prev_ptr, by_prev_idx, c_level, c_next,
-                               c_lat, c_window, c_sibling, ready, hist, hist_pos, hist_n)
-                        next_ref[rn] += n_refi
-                    else:
-                        bb = first_bank + ref_bank[rn]
-                        rem = bb
-                        for lv in range(B, 0, -1):
-                            bank_xy[lv] = rem % counts[lv]
-                            rem //= counts[lv]
-                        bank_xy[0] = 0
-                        # the engine slots REFpb into gaps between ACTs of the other banks:
-                        # charge it to its own bank only (PRE if open, then nRFCpb before its next ACT)
-                        tr = next_ref[rn]
-                        rowb = level_offset[B] + bb
-                        if open_row[bb] != -1:
-                            e = max(tr, ready[rowb, pre])
-                            tr = e + n_rp
-                            open_row[bb] = -1
-                        e = max(tr, ready[rowb, refpb])
-                        if e + n_rfcpb > ready[rowb, act]:
-                            ready[rowb, act] = e + n_rfcpb
-                        next_ref[rn] += n_refipb
-                        ref_bank[rn] = (ref_bank[rn] + 1) % banks_per_ref
-                    continue  # re-pick: readiness changed
-            # -------- open the row
-            i0 = order[lo_r + vstart[v]]
-            if open_row[b] != vrow[v]:
-                if open_row[b] != -1:
-                    _issue(pre, coords[i0], best_p, counts, level_offset, by_prev_ptr, by_prev_idx, c_level, c_next,
-                           c_lat, c_window, c_sibling, ready, hist, hist_pos, hist_n)
-                _issue(act, coords[i0], best_e, counts, level_offset, by_prev_ptr, by_prev_idx, c_level, c_next,
-                       c_lat, c_window, c_sibling, ready, hist, hist_pos, hist_n)
-                open_row[b] = vrow[v]
-            # -------- its bursts in one direction: the bus's current one if it has any; bursts of
-            # the other direction wait (still row hits) for a later pick, as FR-FCFS lets ready
-            # hits of the current direction pass them
-            jb = vstart[v]
-            jend = vstart[v + 1]
-            w = bus_write
-            if (w and left_w[v] == 0) or (not w and left_r[v] == 0):
-                w = not w
-            cmd = wr if w else rd
-            c = np.int64(-1)
-            last_i = -1
-            s = spacing[cmd]
-            lat = (n_cwl if w else n_cl) + n_bl
-            for jj in range(jb, jend):
-                ii = order[lo_r + jj]
-                if is_write[ii] != w or done[ii] >= 0:
-                    continue
-                if last_i == -1:
-                    c = _earliest_at(cmd, nodes[v], level_offset, scope, ready)
-                else:
-                    c += s
-                if arrive[ii] > c:
-                    c = arrive[ii]
-                last_i = ii
-                done[ii] = c + lat
-                served_time[served] = max(c, last_served_t)
-                last_served_t = served_time[served]
-                served += 1
-            if w:
-                left_w[v] = 0
+        for v in range(nv + 1):
+            skip[v] = v
+        for v in range(nv):
+            vs = vstart[v]
+            ve = vstart[v + 1]
+            vleft[v] = ve - vs
+            vstate[v] = 0
+            if vwrites[v] == 0:
+                rcur[v] = vs
+                wcur[v] = ve
+            elif vwrites[v] == ve - vs:
+                rcur[v] = ve
+                wcur[v] = vs
             else:
-                left_r[v] = 0
-            finished = left_w[v] == 0 and left_r[v] == 0
-            if last_i != -1:
-                if c + lat > end:
-                    end = c + lat
-                issue_cmd = cmd
-                if closed_page and finished:
-                    issue_cmd = wra if w else rda
-                _issue(issue_cmd, coords[last_i], c, counts, level_offset, by_prev_ptr, by_prev_idx,
-                       c_level, c_next, c_lat, c_window, c_sibling, ready, hist, hist_pos, hist_n)
-                bus_write = w
-                t_col = c
+                rcur[v] = _next_of(vs, ve, False, iw)
+                wcur[v] = _next_of(vs, ve, True, iw)
+        served = 0
+        lo = 0            # oldest unfinished visit
+        n_act = 0
+        dirty = True      # the row event must be picked again
+        rv = -1           # the row event: visit, ACT cycle, PRE cycle (-1: none)
+        re = _BIG
+        rp = np.int64(-1)
+        rcol = _BIG       # no column command of the row event's visit before this cycle
+        wend = 0          # first visit not yet in the queue
+        gate = _BIG       # services after which the queue admits a new visit
+        while lo < nv:
+            if served >= gate:
+                dirty = True
+            # -------- row event: the eligible visit whose row opens earliest
+            if dirty:
+                dirty = False
+                stamp += 1
+                rv = -1
+                re = _BIG
+                rcol = _BIG
+                lim = served + Q
+                v = lo
+                while v < nv and vstart[v] < lim:
+                    b = vbank[v]
+                    if seen[b] != stamp:       # the oldest unfinished visit to its bank
+                        seen[b] = stamp
+                        if vstate[v] == 0:
+                            first = vstart[v]
+                            adm = _admitted_at(first, arr, served_t, Q)
+                            p = np.int64(-1)
+                            if open_row[b] == vrow[v]:
+                                e = adm
+                            else:
+                                e = adm
+                                if open_row[b] != -1:
+                                    p = _ready_at(pre, b, bank_nodes, level_offset, scope, ready)
+                                    if adm > p:
+                                        p = adm
+                                    e = p + n_rp
+                                ea = _ready_at(act, b, bank_nodes, level_offset, scope, ready)
+                                if ea > e:
+                                    e = ea
+                            if e < re:
+                                re = e
+                                rv = v
+                                rp = p
+                                rcol = e if open_row[b] == vrow[v] else e + n_rcd
+                    v = _unfinished(v + 1, skip)
+                wend = v
+                gate = vstart[v] - Q + 1 if v < nv else _BIG
+            # -------- column candidates: each active visit's next read and next write
+            nc = 0
+            ci = -1
+            cc = _BIG
+            cgate = _BIG
+            for a in range(n_act):
+                v = act_list[a]
+                b = vbank[v]
+                ve = vstart[v + 1]
+                for d in range(2):
+                    w = d == 1
+                    pos = wcur[v] if w else rcur[v]
+                    if pos >= ve:
+                        continue
+                    if pos >= served + Q:          # not in the queue yet
+                        if pos - Q + 1 < cgate:
+                            cgate = pos - Q + 1
+                        continue
+                    t = _ready_at(wr if w else rd, b, bank_nodes, level_offset, scope, ready)
+                    adm = _admitted_at(pos, arr, served_t, Q)
+                    if adm > t:
+                        t = adm
+                    cand_v[nc] = v
+                    cand_w[nc] = w
+                    cand_t[nc] = t
+                    cand_p[nc] = pos
+                    if t < cc or (t == cc and pos < cand_p[ci]):
+                        cc = t
+                        ci = nc
+                    nc += 1
+            # -------- refresh due before anything else
+            tref = _BIG
+            rn = -1
+            if refresh_mode != 0:
+                for r in range(ref_nodes):
+                    if next_ref[r] < tref:
+                        tref = next_ref[r]
+                        rn = r
+            if tref <= re and tref <= cc:
+                rem = rn
+                for lv in range(ref_level, 0, -1):
+                    tmp[lv] = rem % counts[lv]
+                    rem //= counts[lv]
+                tmp[0] = 0
+                first_bank = rn * banks_per_ref
+                tr = tref
+                if refresh_mode == 1:
+                    any_open = False
+                    for bb in range(first_bank, first_bank + banks_per_ref):
+                        if bank_act[bb] != -1:
+                            vstate[bank_act[bb]] = 0
+                            n_act = _drop_active(bank_act[bb], act_list, n_act)
+                            bank_act[bb] = -1
+                        if open_row[bb] != -1:
+                            any_open = True
+                            open_row[bb] = -1
+                    if any_open:
+                        e = max(tr, _earliest(prea, tmp, counts, level_offset, scope, ready))
+                        _issue(prea, tmp, e, counts, level_offset, by_prev_ptr, by_prev_idx, c_level, c_next,
+                               c_lat, c_window, c_sibling, ready, hist, hist_pos, hist_n)
+                        tr = e + 1
+                    e = max(tr, _earliest(refab, tmp, counts, level_offset, scope, ready))
+                    _issue(refab, tmp, e, counts, level_offset, by_prev_ptr, by_prev_idx, c_level, c_next,
+                           c_lat, c_window, c_sibling, ready, hist, hist_pos, hist_n)
+                    next_ref[rn] += n_refi
+                else:
+                    bb = first_bank + ref_bank[rn]
+                    rem = bb
+                    for lv in range(B, 0, -1):
+                        bank_xy[lv] = rem % counts[lv]
+                        rem //= counts[lv]
+                    bank_xy[0] = 0
+                    if bank_act[bb] != -1:
+                        vstate[bank_act[bb]] = 0
+                        n_act = _drop_active(bank_act[bb], act_list, n_act)
+                        bank_act[bb] = -1
+                    if open_row[bb] != -1:
+                        e = max(tr, _earliest(pre, bank_xy, counts, level_offset, scope, ready))
+                        _issue(pre, bank_xy, e, counts, level_offset, by_prev_ptr, by_prev_idx, c_level, c_next,
+                               c_lat, c_window, c_sibling, ready, hist, hist_pos, hist_n)
+                        open_row[bb] = -1
+                        tr = e + 1
+                    # charged to its own bank only: the engine slots REFpb into gaps between the
+                    # other banks' ACTs, so its spacing to them (nRREFD, tRRD) rarely costs a cycle
+                    rowb = level_offset[B] + bb
+                    e = max(tr, ready[rowb, refpb])
+                    if e + n_rfcpb > ready[rowb, act]:
+                        ready[rowb, act] = e + n_rfcpb
+                    next_ref[rn] += n_refipb
+                    ref_bank[rn] = (ref_bank[rn] + 1) % banks_per_ref
+                dirty = True
+                continue
+            # -------- open a row
+            if rv != -1 and re <= cc:
+                v = rv
+                b = vbank[v]
+                if open_row[b] != vrow[v]:
+                    if open_row[b] != -1:
+                        _issue_at(pre, b, rp, bank_nodes, bank_coord, counts, level_offset, by_prev_ptr,
+                                  by_prev_idx, c_level, c_next, c_lat, c_window, c_sibling, ready, hist, hist_pos,
+                                  hist_n)
+                    _issue_at(act, b, re, bank_nodes, bank_coord, counts, level_offset, by_prev_ptr, by_prev_idx,
+                              c_level, c_next, c_lat, c_window, c_sibling, ready, hist, hist_pos, hist_n)
+                    open_row[b] = vrow[v]
+                vstate[v] = 1
+                bank_act[b] = v
+                act_list[n_act] = v
+                n_act += 1
+                dirty = True
+                continue
+            # -------- a run of one visit's same-direction bursts
+            v = cand_v[ci]
+            w = cand_w[ci]
+            b = vbank[v]
+            ve = vstart[v + 1]
+            cmd = wr if w else rd
+            for k in range(nc):
+                cand_x[k] = cross[cmd, wr if cand_w[k] else rd, common[b, vbank[cand_v[k]]]]
+            s = cand_x[ci]
+            m = nc
+            if rv != -1:  # the row event's visit: no column command before rcol
+                cand_t[m] = rcol
+                cand_p[m] = vstart[rv]
+                L = common[b, vbank[rv]]
+                cand_x[m] = min(cross[cmd, rd, L], cross[cmd, wr, L])
+                m += 1
+            lat = (n_cwl if w else n_cl) + n_bl
+            mixed = vwrites[v] != 0 and vwrites[v] != ve - vstart[v]
+            c = cc
+            pos = cand_p[ci]
+            n_run = 0
+            while True:
+                i = order[lo_r + pos]
+                done[i] = c + lat
+                k = served
+                while k > 0 and served_t[k - 1] > c:
+                    served_t[k] = served_t[k - 1]
+                    k -= 1
+                served_t[k] = c
+                served += 1
+                n_run += 1
+                pos += 1
+                if mixed:
+                    pos = _next_of(pos, ve, w, iw)
+                if pos >= ve or pos >= served + Q or served >= cgate:
+                    break
+                if served >= gate:  # visits enter the queue: none can use the column bus before
+                    dirty = True    # its admission (a row hit) or its ACT plus tRCD
+                    while wend < nv and vstart[wend] < served + Q and m < n_cand:
+                        a_n = _admitted_at(vstart[wend], arr, served_t, Q)
+                        if open_row[vbank[wend]] != vrow[wend]:
+                            a_n += n_rcd
+                        cand_t[m] = a_n
+                        cand_p[m] = vstart[wend]
+                        L = common[b, vbank[wend]]
+                        cand_x[m] = min(cross[cmd, rd, L], cross[cmd, wr, L])
+                        m += 1
+                        wend += 1
+                    if wend < nv and vstart[wend] < served + Q:
+                        break
+                    gate = vstart[wend] - Q + 1 if wend < nv else _BIG
+                cn = c + s
+                adm = _admitted_at(pos, arr, served_t, Q)
+                if adm > cn:
+                    cn = adm
+                if cn >= tref:
+                    break
+                go = True
+                for k in range(m):
+                    if k != ci:
+                        tk = c + cand_x[k]
+                        if cand_t[k] > tk:
+                            tk = cand_t[k]
+                        if cn > tk or (cn == tk and cand_p[k] < pos):
+                            go = False
+                            break
+                if not go:
+                    break
+                c = cn
+            if w:
+                wcur[v] = pos
+            else:
+                rcur[v] = pos
+            vleft[v] -= n_run
+            finished = vleft[v] == 0
+            if c + lat > end:
+                end = c + lat
+            issue_cmd = cmd
+            if closed_page and finished:
+                issue_cmd = wra if w else rda
+            _issue_at(issue_cmd, b, c, bank_nodes, bank_coord, counts, level_offset, by_prev_ptr, by_prev_idx,
+                      c_level, c_next, c_lat, c_window, c_sibling, ready, hist, hist_pos, hist_n)
             if finished:
+                vstate[v] = 2
+                skip[v] = v + 1
+                bank_act[b] = -1
+                n_act = _drop_active(v, act_list, n_act)
                 if closed_page:
                     open_row[b] = -1
-                done_v[v] = True
-                while lo < nv and done_v[lo]:
-                    lo += 1
+                lo = _unfinished(lo, skip)
+                dirty = True
     return end, visits_total
 
 
-def _run_spacing(spec: DramSpec, tab) -> np.ndarray:
-    """Per column command: spacing of back-to-back same-command issues to one bank (max over the
-    window-1, non-sibling rules binding that pair at any level), at least one cycle (command bus)."""
-    sp = np.ones(len(spec.standard.commands), np.int64)
+def _prepare(spec: DramSpec):
+    """Tables for :func:`_run_fast`, built once per spec: the engine's, plus each bank's node per
+    level, the deepest level two banks share, and ``cross[prev, next, level]``, the spacing the
+    window-1 rules put between two commands whose banks share nodes down to ``level``."""
+    tab = build_tables(spec)
+    counts = tab.counts
+    B = counts.shape[0] - 1
+    n_banks = int(np.prod(counts))
+    bank_nodes = np.zeros((n_banks, B + 1), np.int64)
+    for lv in range(1, B + 1):
+        bank_nodes[:, lv] = np.arange(n_banks) // int(np.prod(counts[lv + 1:]))
+    bank_coord = np.zeros((n_banks, B + 1), np.int64)  # each bank's coordinate at each level
+    for lv in range(1, B + 1):
+        bank_coord[:, lv] = bank_nodes[:, lv] % counts[lv]
+    common = np.zeros((n_banks, n_banks), np.int64)
+    for lv in range(1, B + 1):
+        same = bank_nodes[:, lv][:, None] == bank_nodes[:, lv][None, :]
+        common[same] = lv
+    n_cmds = len(spec.standard.commands)
+    cross = np.zeros((n_cmds, n_cmds, B + 1), np.int64)
     for c in spec.constraints:
-        if c.prev == c.next and c.window == 1 and not c.sibling:
-            sp[c.prev] = max(sp[c.prev], c.latency)
-    return sp
+        if c.window != 1:
+            continue
+        lv = min(c.level, B)
+        if c.sibling:  # different nodes under one parent: the banks share down to lv - 1 only
+            cross[c.prev, c.next, lv - 1] = max(cross[c.prev, c.next, lv - 1], c.latency)
+        else:          # the banks share the node at lv: every deeper common level too
+            cross[c.prev, c.next, lv:] = np.maximum(cross[c.prev, c.next, lv:], c.latency)
+    r = tab.roles
+    for cmd in (r[3], r[4]):  # back to back to one bank: at least a cycle (command bus)
+        cross[cmd, cmd, B] = max(cross[cmd, cmd, B], 1)
+    n_rcd = min(cross[r[0], r[3], B], cross[r[0], r[4], B])  # ACT to a column command, same bank
+    return tab, bank_nodes, bank_coord, common, cross, int(spec.t("nRP")), int(spec.t("nRFCpb")), int(n_rcd)
+
+
+_CACHE: dict[int, tuple] = {}
+
+
+def _tables(spec: DramSpec):
+    hit = _CACHE.get(id(spec))
+    if hit is not None and hit[0]() is spec:
+        return hit[1]
+    prepared = _prepare(spec)
+    key = id(spec)
+    _CACHE[key] = (weakref.ref(spec, lambda _, k=key: _CACHE.pop(k, None)), prepared)
+    return prepared
 
 
 def run_fast(spec: DramSpec, arrive: np.ndarray, is_write: np.ndarray, coords: np.ndarray, queue_depth: int = 32,
@@ -319,7 +580,7 @@ def run_fast(spec: DramSpec, arrive: np.ndarray, is_write: np.ndarray, coords: n
     ``done_cycle`` holds, per request, the model's cycle its data transfer ends (its column
     command's time plus CL/CWL and nBL); ``cycles`` is their maximum.
     """
-    tab = build_tables(spec)
+    tab, bank_nodes, bank_coord, common, cross, n_rp, n_rfcpb, n_rcd = _tables(spec)
     arrive = np.asarray(arrive, np.int64)
     is_write = np.asarray(is_write, np.bool_)
     coords = np.asarray(coords, np.int64)
@@ -332,13 +593,13 @@ def run_fast(spec: DramSpec, arrive: np.ndarray, is_write: np.ndarray, coords: n
     done = np.full(n, -1, np.int64)
     if n == 0:
         return FastResult(0, done, 0)
-    order, bounds = _split_channels(coords[:, 0], int(spec.counts[0]))
     r = tab.roles
     if refresh_mode == 1 and (r[1] < 0 or r[2] < 0 or r[7] < 0):
         raise ValueError("standard has no all-bank refresh")
+    order, bounds = _split_channels(coords[:, 0], int(spec.counts[0]))
     end, visits = _run_fast(arrive, is_write, coords, order, bounds, tab.counts, tab.level_offset, tab.c_level,
                             tab.c_next, tab.c_lat, tab.c_window, tab.c_sibling, tab.by_prev_ptr, tab.by_prev_idx,
-                            tab.scope, tab.roles, tab.ref_level, tab.timing, _run_spacing(spec, tab),
-                            int(spec.t("nRP")), int(spec.t("nRFCpb")), int(queue_depth), page_policy == "closed", refresh_mode, done,
-                            int(max(spec.t("nRTW"), spec.t("nCWL") + spec.t("nBL") + spec.t("nWTRS"))))
+                            tab.scope, tab.roles, tab.ref_level, tab.timing, bank_nodes, bank_coord, common, cross,
+                            n_rp, n_rfcpb,
+                            n_rcd, int(queue_depth), page_policy == "closed", refresh_mode, done)
     return FastResult(cycles=int(end), done_cycle=done, row_visits=int(visits))

@@ -3,13 +3,16 @@ DMA engine over the memory system, with a timeline.
 
 Per op, its tiles flow through three stages:
 
-* **load**: the DMA engine's load stream moves a tile's bytes from DRAM; the transfer holds the
-  memory for its busiest channel's time at the calibrated rate (:mod:`sim.npu.memory_service`),
-  then waits the idle read latency (requests in flight, memory free for the next transfer);
+* **load**: the DMA engine's load stream queues a tile's requests on the channels the address
+  mapping sends them to; each channel serves its share at the calibrated rate
+  (:mod:`sim.npu.memory_service`) after what it already has queued, so channels that finish early
+  go on with the next transfer; the tile's data is there the idle read latency after its last
+  byte (the DMA keeps requests in flight: the next transfer does not wait for that latency);
 * **compute**: the tile's phases in order, each holding its unit group (all arrays, or all vector
   units) for its cycles; tiles take the units in order, so one tile's softmax overlaps the next
   one's Q.K^T;
-* **store**: the DMA engine's store stream writes the tile's output bytes.
+* **store**: the tile's output bytes are queued on the channels the same way (writes are posted;
+  the op ends when they have drained).
 
 A tile holds one operand buffer from its load until its compute ends: with double buffering two
 tiles are in flight (the next loads while one computes), else one. Ops run one after another (an
@@ -26,6 +29,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
 import simpy
 
 from sim.config.hardware import NpuConfig
@@ -46,17 +50,20 @@ class Chunk:
 
 
 def chunk_sizes(n: int, max_chunks: int) -> list[int]:
-    """Sizes (summing to n) ramping 1, 2, 4, ... up to a plateau and back down, at most about
-    ``max_chunks`` of them; n itself when n <= max_chunks (every tile its own chunk)."""
+    """Sizes (summing to n) ramping 1, 2, 4, ... up to a plateau and back down, about
+    ``max_chunks`` of them; every tile its own chunk when n <= max_chunks."""
     if n <= max_chunks:
         return [1] * n
-    plateau = 1
+    levels = max(0, max_chunks // 4)
     while True:
-        ramp = [1 << i for i in range(int(math.log2(plateau)))] if plateau > 1 else []
-        body = n - 2 * sum(ramp)
-        if body >= 0 and 2 * len(ramp) + math.ceil(body / plateau) <= max_chunks:
+        while levels and 2 * ((1 << levels) - 1) >= n:
+            levels -= 1
+        body = n - 2 * ((1 << levels) - 1)
+        plateau = math.ceil(body / max(1, max_chunks - 2 * levels))
+        if levels == 0 or (1 << (levels - 1)) <= plateau:
             break
-        plateau *= 2
+        levels -= 1
+    ramp = [1 << i for i in range(levels)]
     mids = [plateau] * (body // plateau) + ([body % plateau] if body % plateau else [])
     return ramp + mids + ramp[::-1]
 
@@ -128,30 +135,42 @@ class NpuCore:
         n_arr, n_vec = npu.systolic.count, npu.vector.units
         self.array_members = [self.sim.unit(f"array{i}", "core0/arrays") for i in range(n_arr)] if record_members else []
         self.vector_members = [self.sim.unit(f"vector{i}", "core0/vector") for i in range(n_vec)] if record_members else []
+        self.latency_ticks = 0
         if svc is not None:
             self.dram_period = tb.period("dram")
-            self.memory = self.sim.unit("memory", f"memory/{svc.name}")
             self.channels = [self.sim.unit(f"ch{c:02d}", f"memory/{svc.name}") for c in range(svc.channels)]
+            self.channel_free = np.zeros(svc.channels, np.int64)   # tick each channel's queue drains
             self.latency_ticks = svc.latency_cycles * self.dram_period
+            self._tick_per_byte = {w: self.dram_period / (svc.write_bytes_per_cycle if w else svc.read_bytes_per_cycle)
+                                   for w in (False, True)}
         self.groups = {"array": (self.arrays, self.array_members), "vector": (self.vector, self.vector_members)}
         self._addr = 0
+        self._dma_end = {False: 0, True: 0}
 
     # ------------------------------------------------------------------------------------------
-    def _transfer(self, nbytes: float, write: bool, label: str):
-        """DMA transfer: hold the memory for the busiest channel's time, then the latency."""
+    def _transfer(self, nbytes: float, write: bool, label: str) -> int:
+        """Queue a DMA transfer on the channels the address mapping sends its requests to; each
+        channel serves its share at the calibrated rate after what it already has queued. Returns
+        the tick the last byte moves (reads: the data is there ``latency`` later)."""
+        now = self.sim.now
         if nbytes <= 0 or self.svc is None:
-            return
+            return now
         svc = self.svc
         per_ch = svc.channel_bytes(self._addr, 1, int(math.ceil(nbytes)), 0)
         self._addr = (self._addr + int(math.ceil(nbytes / svc.request_bytes)) * svc.request_bytes) % svc.period_bytes
-        rate = svc.write_bytes_per_cycle if write else svc.read_bytes_per_cycle
-        hold = max(1, math.ceil(float(per_ch.max()) / rate * self.dram_period))
-        yield from self.memory.busy(hold, label)
-        start = self.sim.now - hold
-        for c, b in enumerate(per_ch):
-            if b > 0:
-                self.channels[c].record(start, start + max(1, math.ceil(b / rate * self.dram_period)), label)
-        yield self.sim.timeout(self.latency_ticks)
+        used = per_ch > 0
+        begin = np.maximum(self.channel_free, now)
+        ends = begin + np.ceil(per_ch * self._tick_per_byte[write]).astype(np.int64)
+        for c in np.flatnonzero(used):
+            self.channels[c].record(int(begin[c]), int(ends[c]), label)
+        self.channel_free = np.where(used, ends, self.channel_free)
+        done = int(ends[used].max())
+        engine = self.dma_store if write else self.dma_load
+        s0 = max(now, self._dma_end[write])
+        if done > s0:
+            engine.record(s0, done, label)
+            self._dma_end[write] = done
+        return done
 
     def _compute(self, chunk: Chunk, label: str):
         for unit, cycles, used in chunk.phases:
@@ -172,41 +191,31 @@ class NpuCore:
         chunks = make_chunks(plan, max_chunks, self.npu.systolic.count, self.npu.vector.units)
         start = sim.now
         busy0 = {k: g.busy_ticks for k, (g, _) in self.groups.items()}
-        store_q = simpy.Store(sim)
         pending: list[simpy.Event] = []
+        latency = self.latency_ticks
+        last_store = [start]
 
-        def tile_process(chunk: Chunk, buf_req):
+        def tile_process(chunk: Chunk, buf_req, ready: int):
+            if ready > sim.now:
+                yield sim.timeout(ready - sim.now)     # the tile's data has arrived
             yield from self._compute(chunk, label)
             buffers.release(buf_req)
-            if chunk.store_bytes > 0:
-                store_q.put(chunk.store_bytes)
+            if chunk.store_bytes > 0:                  # writes are posted: the op ends when they drain
+                last_store[0] = max(last_store[0], self._transfer(chunk.store_bytes, True, label))
 
         def loader():
             for chunk in chunks:
                 req = buffers.request()
                 yield req
-                t0 = sim.now
-                yield from self._transfer(chunk.load_bytes, False, label)
-                if sim.now > t0:
-                    self.dma_load.record(t0, sim.now, label)
-                # the tile's phases run as their own process: tiles queue for each unit in the
+                ready = self._transfer(chunk.load_bytes, False, label)
+                ready = ready + latency if chunk.load_bytes > 0 else ready
+                # each tile runs its phases as its own process: tiles queue for each unit in the
                 # order they loaded, so one tile's later phases overlap the next one's first
-                pending.append(sim.process(tile_process(chunk, req)))
+                pending.append(sim.process(tile_process(chunk, req, ready)))
 
-        stores = sum(1 for c in chunks if c.store_bytes > 0)
-
-        def storer():
-            for _ in range(stores):
-                nbytes = yield store_q.get()
-                t0 = sim.now
-                yield from self._transfer(nbytes, True, label)
-                if sim.now > t0:
-                    self.dma_store.record(t0, sim.now, label)
-
-        ld = sim.process(loader())
-        st = sim.process(storer())
-        yield ld
+        yield sim.process(loader())
         yield sim.all_of(pending)
-        yield st
+        if last_store[0] > sim.now:
+            yield sim.timeout(last_store[0] - sim.now)
         busy = {k: g.busy_ticks - busy0[k] for k, (g, _) in self.groups.items()}
         return OpResult(index, start, sim.now, plan.tiles, len(chunks), plan.read_bytes, plan.write_bytes, busy)

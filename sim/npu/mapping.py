@@ -64,14 +64,14 @@ class OpPlan:
         return sum(c * sum(cy for u, cy in t.phases if u == unit) for c, t in self.runs)
 
 
-def core_buffers(npu: NpuConfig, bytes_per_cycle: float) -> CoreBuffers:
+def core_buffers(npu: NpuConfig, bytes_per_cycle: float, latency_cycles: float = 0.0) -> CoreBuffers:
     s = npu.systolic
     sp = npu.scratchpad
     big = 1 << 60  # no scratchpad in the config: unbounded (a pure array model)
     return CoreBuffers(s.rows, s.cols, s.count, s.dataflow, s.fold_pipelining,
                        sp.operand_kib * 1024 if sp else big, sp.accumulator_kib * 1024 if sp else big,
                        sp.accumulator_element_bytes if sp else 4, sp.double_buffered if sp else True,
-                       bytes_per_cycle)
+                       bytes_per_cycle, latency_cycles)
 
 
 def _numel(shape: list[int]) -> int:
@@ -96,8 +96,12 @@ def _split(n: int, parts: int) -> list[tuple[int, int]]:
 def plan_gemm(npu: NpuConfig, core: CoreBuffers, op: Op) -> OpPlan:
     e = op.extra
     batch, m, k, n = int(e.get("batch", 1)), int(e["M"]), int(e["K"]), int(e["N"])
-    elem = npu.precision_bytes
-    w_elem = op.bytes_weight / (batch * k * n) if op.bytes_weight else elem
+    # element widths as traced (dtype, quantisation): the NPU moves the trace's bytes
+    if op.bytes_weight:
+        elem = op.bytes_activation / (batch * (m * k + m * n))
+        w_elem = op.bytes_weight / (batch * k * n)
+    else:
+        elem = w_elem = op.bytes / (batch * (m * k + k * n + m * n))
     t = choose_tiling(core, m, k, n, elem, w_elem)
     runs = with_fill(core, gemm_runs(core, t, elem, w_elem) * batch)
     plan = OpPlan(op, "array", runs,
@@ -179,9 +183,9 @@ def plan_attention(npu: NpuConfig, core: CoreBuffers, op: Op) -> OpPlan:
     lq, lk, d, dv = int(e["q_len"]), int(e["kv_len"]), int(e["head_dim"]), int(e["v_head_dim"])
     causal, window = bool(e.get("causal")), e.get("sliding_window")
     g = h // hkv
-    elem = npu.precision_bytes
-    q_bytes = b * h * lq * d * elem
     out_bytes = _out_bytes(op)
+    elem = out_bytes / (b * h * lq * dv)        # activation width as traced
+    q_bytes = b * h * lq * d * elem
     kv_total = max(0.0, op.bytes - out_bytes - q_bytes)
     kv_per_key = kv_total / (b * hkv * lk) if lk else 0.0   # K and V bytes of one key of one KV head
     budget = _operand_budget(core)

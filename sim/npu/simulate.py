@@ -109,7 +109,7 @@ def simulate_trace(npu: NpuConfig, trace: Trace, max_chunks: int = DEFAULT_MAX_C
     svc = _service(npu)
     core_hz = npu.freq_mhz * 1e6
     bpc = svc.read_bytes_per_cycle * svc.channels * svc.freq_hz / core_hz if svc else float("inf")
-    core = core_buffers(npu, bpc)
+    core = core_buffers(npu, bpc, svc.latency_cycles * core_hz / svc.freq_hz if svc else 0.0)
     plans: dict[int, OpPlan] = {i: plan_op(npu, core, op) for i, op in enumerate(trace.ops)}
     npu_core = NpuCore(npu, svc, record_members)
     sim = npu_core.sim
@@ -140,6 +140,9 @@ def simulate_trace(npu: NpuConfig, trace: Trace, max_chunks: int = DEFAULT_MAX_C
                                 p.detail))
     end = sim.now
     util = {u.name: u.stats((0, end)).utilization for u in sim.units} if end else {}
+    channels = [v for k, v in util.items() if k.startswith("ch")]
+    if channels:
+        util["memory"] = sum(channels) / len(channels)   # mean channel busy fraction
     return SimResult(system, npu.name, end // npu_core.core_period, tb.seconds(end), reports, util, sim.events,
                      npu_core, {"max_chunks": max_chunks, "memory": npu.memory,
                                 "calibrated_read_bytes_per_cycle_per_channel": svc.read_bytes_per_cycle if svc else None,

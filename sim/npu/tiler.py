@@ -16,8 +16,9 @@ all of A when it is kept resident) within the scratchpad; Mt*Nt partial sums wit
 accumulator (single-buffered: a finished block drains before the next starts accumulating).
 
 The choice: candidate tile sizes (multiples of the array edge, powers of two and the full
-dimension) scored by max(load time at the memory's sustained rate, compute cycles from the
-systolic model) plus one tile's load (pipeline fill); ties go to fewer tiles.
+dimension) scored by the pipeline's steady state per tile, max(load, compute, (load + memory
+latency + compute) / buffers), times the tiles, plus one tile's load and the arrays' fill; ties go
+to fewer tiles.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class CoreBuffers:
     acc_element_bytes: int
     double_buffered: bool
     bytes_per_cycle: float     # sustained memory bytes per core cycle (all channels)
+    latency_cycles: float = 0  # a load's data arrives this many core cycles after its last byte
 
 
 @dataclass(frozen=True)
@@ -150,8 +152,12 @@ def choose_tiling(core: CoreBuffers, m: int, k: int, n: int, elem_bytes: int, we
                 write_c = m * n * elem_bytes
                 compute = gemm_compute_cycles(core, m, k, n, mt, kt, nt)
                 traffic = read_a + read_w + write_c
-                est = (max(traffic / core.bytes_per_cycle, compute) + tile_bytes / core.bytes_per_cycle
-                       + pipeline_fill_cycles(core))
+                tiles = bm * bk * bn
+                load_t, comp_t = traffic / core.bytes_per_cycle / tiles, compute / tiles
+                # steady state per tile: the slower of load and compute, or, when the buffers
+                # cannot cover the data's latency, load + latency + compute over the buffers
+                per_tile = max(load_t, comp_t, (load_t + core.latency_cycles + comp_t) / buf)
+                est = tiles * per_tile + tile_bytes / core.bytes_per_cycle + pipeline_fill_cycles(core)
                 cand = GemmTiling(m, k, n, mt, kt, nt, resident, read_a, read_w, write_c, compulsory, compute, est)
                 if best is None or (est, cand.tiles) < (best.estimate_cycles, best.tiles):
                     best = cand
