@@ -128,16 +128,19 @@ def test_pipelined_single_fold_equals_serial_when_t_at_least_4():
 
 
 def test_pipelined_by_hand():
-    # ws 8x8, K = 20 (3 row folds), N = 10 (2 col folds): 6 folds, T = M = 5.
-    # Preload 8 once; fold i enters at 8 + 5i; the last (i = 5) ends 8 + 8 - 2 + 5 later.
-    t = gemm_cycles(5, 20, 10, 8, 8, "ws", fold_pipelining=True)
+    # ws 8x8, K = 20 (3 row folds), N = 10 (2 col folds): 6 folds, T = M = 12 >= P = 8.
+    # Preload 8 once; fold i enters at 8 + 12i; the last (i = 5) ends 8 + 8 - 2 + 12 later.
+    t = gemm_cycles(12, 20, 10, 8, 8, "ws", fold_pipelining=True)
     assert t.folds == 6
-    assert t.cycles == 8 + 5 * 5 + (8 + 8 - 2 + 5) == 8 + 8 + 8 - 2 + 6 * 5 == 52
-    assert t.fold_cycles == 2 * 8 + 8 + 5 - 2          # the serial fold, for reference
-    assert gemm_cycles(5, 20, 10, 8, 8, "ws").cycles == 6 * 27 == 162
-    # T < 4: a fold still occupies the array 4 cycles (NeuPIMs' max(T, 4))
+    assert t.cycles == 8 + 5 * 12 + (8 + 8 - 2 + 12) == 8 + 8 + 8 - 2 + 6 * 12 == 94
+    assert t.fold_cycles == 2 * 8 + 8 + 12 - 2          # the serial fold, for reference
+    assert gemm_cycles(12, 20, 10, 8, 8, "ws").cycles == 6 * 34
+    # T = 5 < P = 8: a fold with new weights enters only after its preload, 8 cycles after the last
+    t = gemm_cycles(5, 20, 10, 8, 8, "ws", fold_pipelining=True)
+    assert t.cycles == 8 + (8 + 8 - 2 + 5) + 5 * 8 == 67
+    # T < 4: a fold still occupies the array 4 cycles (NeuPIMs' max(T, 4)), the preload 8
     t = gemm_cycles(1, 20, 10, 8, 8, "ws", fold_pipelining=True)
-    assert t.cycles == 8 + 8 + 8 - 2 + 6 * 4 == 46
+    assert t.cycles == 8 + (8 + 8 - 2 + 4) + 5 * 8 == 66
     assert gemm_cycles(1, 8, 8, 8, 8, "ws", fold_pipelining=True).cycles == 8 + 8 + 8 - 2 + 4
     # os has no stationary preload: R + C - 2 + n max(T, 4)
     t = gemm_cycles(20, 6, 10, 8, 8, "os", fold_pipelining=True)   # Sr 20 (3), Sc 10 (2), T 6
@@ -162,7 +165,7 @@ def test_arrays_share_folds_round_robin():
     assert t.cycles == 2 * 27
     assert t.utilization == pytest.approx(5 * 20 * 10 / (54 * 8 * 8 * 4))
     t = gemm_cycles(5, 20, 10, 8, 8, "ws", arrays=4, fold_pipelining=True)
-    assert t.cycles == 8 + 8 + 8 - 2 + 2 * 5
+    assert t.cycles == 8 + (8 + 8 - 2 + 5) + 1 * 8      # the second fold waits for its preload
     # more arrays than folds: one fold each, the rest idle (and counted in utilization)
     t = gemm_cycles(5, 8, 8, 8, 8, "ws", arrays=8)
     assert (t.folds, t.arrays_used, t.cycles) == (1, 1, 27)
@@ -178,7 +181,8 @@ def test_gemm_timing_reads_the_npu_config():
     t = gemm_timing(npu, 64, 4096, 4096)
     assert isinstance(t, GemmTiming)
     assert t.folds == 1024 and t.folds_per_array == 128
-    assert t.cycles == 128 + 128 + 128 - 2 + 128 * 64
+    # T = 64 < R: each new-weight fold enters 128 cycles (its preload) after the previous one
+    assert t.cycles == 128 + (128 + 128 - 2 + 64) + 127 * 128
     ss = load_hw("scalesim-128x128-ws")      # one array, serial folds
     assert gemm_timing(ss, 64, 4096, 4096).cycles == 1024 * (2 * 128 + 128 + 64 - 2)
 

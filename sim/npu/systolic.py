@@ -33,17 +33,21 @@ row, so with no stalls it is ``cycles - 1``. Checked cycle-exact against the rea
 ``tests/data/scalesim_golden.csv``, ``tests/test_npu_systolic.py``).
 
 **Pipelined folds (NeuPIMs' model, ``fold_pipelining=True``).** A fold's latency is
-``R + C - 2 + max(T, 4)``; the next fold enters the array ``max(T, 4)`` cycles after the previous
-one (the skewed fill/drain of consecutive folds overlap) and only the first fold's weight preload
-(``P`` cycles) is exposed. For ``n`` folds on one array::
+``R + C - 2 + max(T, 4)``; the next fold enters the array ``max(T, 4, P)`` cycles after the
+previous one: its rows follow the previous fold's (the skewed fill and drain of consecutive folds
+overlap), but a fold with new stationary data cannot enter before that data's preload (``P``
+cycles) is done. Only the first fold's preload is exposed before it. For ``n`` folds on one array::
 
-    cycles = P + (n - 1) * max(T, 4) + (R + C - 2 + max(T, 4))
-           = P + R + C - 2 + n * max(T, 4)
+    cycles = P + R + C - 2 + max(T, 4) + (n - 1) * max(T, 4, P)
 
 Source: NeuPIMs' public simulator (casys-kaist/NeuPIMs, ``src/NeuPIMSystolicWS.cc``; summary in
 ``../shared/reference/neupims.md``): GEMM latency per tile height + width - 2 + max(rows streamed,
-4), weight preload height cycles, the next tile issued max(previous size, 4) cycles later. For one
-fold with T >= 4 both models give 2R + C + T - 2.
+4); the first weight preload 2 x height - 1 cycles before the GEMM starts; a GEMM on the same
+weights issued max(previous size, 4) cycles after the previous one, a GEMM with new weights
+(GEMM_PRELOAD) height cycles after it. We take the larger of the two for a new-weight fold (NeuPIMs
+lets it enter after height cycles even when the previous fold streams more rows than that, which
+an array cannot do) and P = R, not 2R - 1, for the first preload. For one fold with T >= 4 both
+models give 2R + C + T - 2.
 
 **Several arrays per core (``arrays``).** Folds are dealt round-robin over the arrays; each array
 runs its share as above (serially or pipelined) and the GEMM ends when the busiest array, with
@@ -115,7 +119,8 @@ def gemm_cycles(m: int, k: int, n: int, rows: int, cols: int, dataflow: str,
     """Cycles of GEMM ``(m x k) @ (k x n)`` on ``arrays`` systolic arrays of ``rows x cols``.
 
     ``fold_pipelining=False``: SCALE-Sim's serial folds, ``folds_per_array * (P + R + C - 2 + T)``.
-    ``fold_pipelining=True``: NeuPIMs' pipelined folds, ``P + R + C - 2 + folds_per_array * max(T, 4)``.
+    ``fold_pipelining=True``: NeuPIMs' pipelined folds, ``P + R + C - 2 + max(T, 4) + (n - 1) *
+    max(T, 4, P)`` for ``n`` folds per array.
     ``P`` is the preload (R for ws and is, 0 for os). A GEMM with a zero dimension takes 0 cycles.
     See the module docstring for the mapping and the sources.
     """
@@ -139,7 +144,8 @@ def gemm_cycles(m: int, k: int, n: int, rows: int, cols: int, dataflow: str,
     folds = row_folds * col_folds
     per_array = _ceil_div(folds, arrays)
     if fold_pipelining:
-        cycles = preload + rows + cols - 2 + per_array * max(t, MIN_FOLD_INTERVAL)
+        interval = max(t, MIN_FOLD_INTERVAL, preload)
+        cycles = preload + rows + cols - 2 + max(t, MIN_FOLD_INTERVAL) + (per_array - 1) * interval
     else:
         cycles = per_array * fold_cycles
     return GemmTiming(
