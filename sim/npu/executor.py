@@ -69,25 +69,61 @@ def chunk_sizes(n: int, max_chunks: int) -> list[int]:
 
 
 def make_chunks(plan: OpPlan, max_chunks: int, arrays: int, vector_units: int) -> list[Chunk]:
-    flat_sizes = chunk_sizes(plan.tiles, max_chunks)
+    """The plan's tiles merged into chunks of :func:`chunk_sizes` (whole repeats of the pattern are
+    added at once, so a chunk costs O(pattern) to build, not O(tiles))."""
+    pattern = plan.runs
+    per = sum(c for c, _ in pattern)
+    whole_load = sum(c * t.load_bytes for c, t in pattern)
+    whole_store = sum(c * t.store_bytes for c, t in pattern)
+    whole_phases: list[list] = []
+    for c, t in pattern:
+        _add_phases(whole_phases, t, c, arrays, vector_units)
     out: list[Chunk] = []
-    runs = iter(plan.runs)
-    cur_count, cur_tile = 0, None
-    for size in flat_sizes:
+    rep, idx, left = 0, 0, pattern[0][0] if pattern else 0   # cursor: repeat, run, tiles left in it
+    for size in chunk_sizes(plan.tiles, max_chunks):
         need = size
         load = store = 0.0
         phases: list[list] = []
         while need:
-            if cur_count == 0:
-                cur_count, cur_tile = next(runs)
-            take = min(need, cur_count)
-            load += take * cur_tile.load_bytes
-            store += take * cur_tile.store_bytes
-            _add_phases(phases, cur_tile, take, arrays, vector_units)
-            cur_count -= take
+            if idx == 0 and left == pattern[0][0] and need >= per:   # whole patterns at once
+                k = min(need // per, plan.repeat - rep)
+                load += k * whole_load
+                store += k * whole_store
+                _merge_phase_lists(phases, whole_phases, k)
+                rep += k
+                need -= k * per
+                continue
+            count, tile = pattern[idx]
+            take = min(need, left)
+            load += take * tile.load_bytes
+            store += take * tile.store_bytes
+            _add_phases(phases, tile, take, arrays, vector_units)
+            left -= take
             need -= take
+            if left == 0:
+                idx += 1
+                if idx == len(pattern):
+                    idx, rep = 0, rep + 1
+                left = pattern[idx][0]
         out.append(Chunk(size, load, tuple((u, c, k) for u, c, k in phases), store))
+    if plan.fill_cycles and out:
+        first = out[0]
+        ph = list(first.phases)
+        for i, (u, c, k) in enumerate(ph):
+            if u == "array":
+                ph[i] = (u, c + plan.fill_cycles, k)
+                break
+        out[0] = Chunk(first.tiles, first.load_bytes, tuple(ph), first.store_bytes)
     return out
+
+
+def _merge_phase_lists(phases: list[list], add: list[list], times: int) -> None:
+    """Add ``times`` x the phase list ``add`` to ``phases`` (summed when the unit order matches)."""
+    if phases and [p[0] for p in phases] == [a[0] for a in add]:
+        for p, a in zip(phases, add):
+            p[1] += a[1] * times
+    else:
+        phases.extend([a[0], a[1] * times, a[2]] for a in add)
 
 
 def _add_phases(phases: list[list], tile: Tile, times: int, arrays: int, vector_units: int) -> None:
@@ -140,10 +176,13 @@ class NpuCore:
             self.dram_period = tb.period("dram")
             self.channels = [self.sim.unit(f"ch{c:02d}", f"memory/{svc.name}") for c in range(svc.channels)]
             self.channel_free = np.zeros(svc.channels, np.int64)   # tick each channel's queue drains
+            self.channel_busy = np.zeros(svc.channels, np.int64)   # ticks each channel has moved data
             self.latency_ticks = svc.latency_cycles * self.dram_period
             self._tick_per_byte = {w: self.dram_period / (svc.write_bytes_per_cycle if w else svc.read_bytes_per_cycle)
                                    for w in (False, True)}
         self.groups = {"array": (self.arrays, self.array_members), "vector": (self.vector, self.vector_members)}
+        self.record_members = record_members   # per-array, per-unit and per-channel tracks (timeline)
+        self._chunks: dict[tuple[int, int], list[Chunk]] = {}
         self._addr = 0
         self._dma_end = {False: 0, True: 0}
 
@@ -161,8 +200,10 @@ class NpuCore:
         used = per_ch > 0
         begin = np.maximum(self.channel_free, now)
         ends = begin + np.ceil(per_ch * self._tick_per_byte[write]).astype(np.int64)
-        for c in np.flatnonzero(used):
-            self.channels[c].record(int(begin[c]), int(ends[c]), label)
+        if self.record_members:
+            for c in np.flatnonzero(used):
+                self.channels[c].record(int(begin[c]), int(ends[c]), label)
+        self.channel_busy += np.where(used, ends - begin, 0)
         self.channel_free = np.where(used, ends, self.channel_free)
         done = int(ends[used].max())
         engine = self.dma_store if write else self.dma_load
@@ -188,7 +229,10 @@ class NpuCore:
         sim = self.sim
         sp = self.npu.scratchpad
         buffers = simpy.Resource(sim, 2 if (sp is None or sp.double_buffered) else 1)
-        chunks = make_chunks(plan, max_chunks, self.npu.systolic.count, self.npu.vector.units)
+        key = (id(plan), max_chunks)
+        if key not in self._chunks:      # a repeated layer replays the same chunks
+            self._chunks[key] = make_chunks(plan, max_chunks, self.npu.systolic.count, self.npu.vector.units)
+        chunks = self._chunks[key]
         start = sim.now
         busy0 = {k: g.busy_ticks for k, (g, _) in self.groups.items()}
         pending: list[simpy.Event] = []

@@ -43,25 +43,32 @@ class Tile:
 
 @dataclass
 class OpPlan:
+    """An op's tiles: the pattern ``runs`` ((count, tile) in execution order) played ``repeat``
+    times (batched GEMMs, attention per KV head), plus the arrays' pipeline fill charged once to
+    the first array phase."""
+
     op: Op
     unit: str                              # "array", "vector", "dma"
-    runs: list[tuple[int, Tile]]           # (count, tile) in execution order
+    runs: list[tuple[int, Tile]]
     detail: dict = field(default_factory=dict)
+    repeat: int = 1
+    fill_cycles: int = 0
 
     @property
     def tiles(self) -> int:
-        return sum(c for c, _ in self.runs)
+        return self.repeat * sum(c for c, _ in self.runs)
 
     @property
     def read_bytes(self) -> float:
-        return sum(c * t.load_bytes for c, t in self.runs)
+        return self.repeat * sum(c * t.load_bytes for c, t in self.runs)
 
     @property
     def write_bytes(self) -> float:
-        return sum(c * t.store_bytes for c, t in self.runs)
+        return self.repeat * sum(c * t.store_bytes for c, t in self.runs)
 
     def cycles_on(self, unit: str) -> int:
-        return sum(c * sum(cy for u, cy in t.phases if u == unit) for c, t in self.runs)
+        fill = self.fill_cycles if unit == "array" else 0
+        return fill + self.repeat * sum(c * sum(cy for u, cy in t.phases if u == unit) for c, t in self.runs)
 
 
 def core_buffers(npu: NpuConfig, bytes_per_cycle: float, latency_cycles: float = 0.0) -> CoreBuffers:
@@ -103,9 +110,9 @@ def plan_gemm(npu: NpuConfig, core: CoreBuffers, op: Op) -> OpPlan:
     else:
         elem = w_elem = op.bytes / (batch * (m * k + k * n + m * n))
     t = choose_tiling(core, m, k, n, elem, w_elem)
-    runs = with_fill(core, gemm_runs(core, t, elem, w_elem) * batch)
-    plan = OpPlan(op, "array", runs,
-                  {"tiling": (t.mt, t.kt, t.nt), "a_resident": t.a_resident, "refetch_bytes": t.refetch_bytes * batch})
+    plan = OpPlan(op, "array", gemm_runs(core, t, elem, w_elem),
+                  {"tiling": (t.mt, t.kt, t.nt), "a_resident": t.a_resident, "refetch_bytes": t.refetch_bytes * batch},
+                  repeat=batch, fill_cycles=pipeline_fill_cycles(core))
     _check_bytes(plan, op)
     return plan
 
@@ -136,22 +143,6 @@ def gemm_runs(core: CoreBuffers, t, elem: float, w_elem: float) -> list[tuple[in
 def _edge(dim: int, t: int) -> list[tuple[int, int]]:
     full, rest = divmod(dim, t)
     return [(t, full)] * (full > 0) + [(rest, 1)] * (rest > 0)
-
-
-def with_fill(core: CoreBuffers, runs: list[tuple[int, Tile]]) -> list[tuple[int, Tile]]:
-    """Charge the arrays' pipeline fill and drain (pipelined folds) to an op's first array phase."""
-    runs = _merge_runs(runs)
-    fill = pipeline_fill_cycles(core)
-    if not fill or not runs:
-        return runs
-    count, t = runs[0]
-    phases = list(t.phases)
-    for i, (u, c) in enumerate(phases):
-        if u == "array":
-            phases[i] = (u, c + fill)
-            break
-    first = Tile(t.load_bytes, tuple(phases), t.store_bytes)
-    return [(1, first)] + ([(count - 1, t)] if count > 1 else []) + runs[1:]
 
 
 def _merge_runs(runs: list[tuple[int, Tile]]) -> list[tuple[int, Tile]]:
@@ -217,8 +208,8 @@ def plan_attention(npu: NpuConfig, core: CoreBuffers, op: Op) -> OpPlan:
         last = tiles[-1]
         tiles[-1] = Tile(last.load_bytes, last.phases, rows * dv * elem)
         runs += _merge_runs([(1, t) for t in tiles])
-    runs = with_fill(core, runs * (b * hkv))
-    plan = OpPlan(op, "array", runs, {"query_block": qb, "key_chunk": lc})
+    plan = OpPlan(op, "array", _merge_runs(runs), {"query_block": qb, "key_chunk": lc}, repeat=b * hkv,
+                  fill_cycles=pipeline_fill_cycles(core))
     _check_bytes(plan, op)
     return plan
 

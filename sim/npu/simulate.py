@@ -140,9 +140,8 @@ def simulate_trace(npu: NpuConfig, trace: Trace, max_chunks: int = DEFAULT_MAX_C
                                 p.detail))
     end = sim.now
     util = {u.name: u.stats((0, end)).utilization for u in sim.units} if end else {}
-    channels = [v for k, v in util.items() if k.startswith("ch")]
-    if channels:
-        util["memory"] = sum(channels) / len(channels)   # mean channel busy fraction
+    if svc is not None and end:   # mean channel busy fraction (per channel in the timeline)
+        util["memory"] = float(npu_core.channel_busy.mean()) / end
     return SimResult(system, npu.name, end // npu_core.core_period, tb.seconds(end), reports, util, sim.events,
                      npu_core, {"max_chunks": max_chunks, "memory": npu.memory,
                                 "calibrated_read_bytes_per_cycle_per_channel": svc.read_bytes_per_cycle if svc else None,
