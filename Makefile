@@ -35,6 +35,8 @@ validate: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/bench_trace.py
+	$(BIN)/python benchmarks/bench_memory.py
+	$(BIN)/python benchmarks/bench_npu.py
 
 clean:
 	rm -rf $(VENV) out
