@@ -28,3 +28,6 @@ def test_validate_memory_quick_passes_and_keeps_its_numbers():
     single = cases["NPU read bandwidth kept beside a PIM GEMV, single (blocked) row buffer"]
     assert dual["passed"] and dual["simulated"] > 0.9  # the data bus loses only READRES / GWRITE slots
     assert single["passed"] and single["simulated"] < 0.05
+    fast = [c for n, c in cases.items() if n.startswith("fast mode vs engine")]
+    assert len(fast) == 4 and all(c["passed"] for c in fast)
+    assert cases["fast mode vs engine: PIM attention batch (runs of COMPs / READRESs)"]["rel_error"] == 0.0

@@ -183,9 +183,41 @@ def npu_reads_with_pim(quick: bool) -> list[Case]:
     return cases
 
 
+def fast_mode_agreement(quick: bool) -> list[Case]:
+    """The row-granularity fast mode and the PIM runs path against the command-level engine (the
+    reference here is the engine's own cycle count: the fast mode is an approximation of it)."""
+    from sim.memory.engine import run
+    from sim.memory.fast import run_fast
+    from sim.memory.pim import run_attention_batch
+    from sim.memory.workloads import requests
+
+    m, spec, mp = _neupims()
+    n = 20_000 if quick else 100_000
+    cases = []
+    for pattern in ("stream", "strided", "random"):
+        arrive, is_write, addrs = requests(mp, pattern, n, seed=0, burst_bytes=m.burst_bytes)
+        xy = mp.decode_many(addrs)
+        eng = run(spec, arrive, is_write, xy, refresh=m.refresh)
+        fast = run_fast(spec, arrive, is_write, xy, refresh=m.refresh)
+        cases.append(Case(f"fast mode vs engine: {pattern} reads", float(eng.cycles), float(fast.cycles), "cycles",
+                          "within 2%", abs(fast.cycles - eng.cycles) <= 0.02 * eng.cycles,
+                          "the command-level engine on the same requests",
+                          note=f"{n:,} requests, {fast.row_visits:,} row visits"))
+    lengths = [37, 300, 1025, 2048, 700, 90] * (2 if quick else 8)
+    channels = [i % 8 for i in range(len(lengths))]
+    slow = run_attention_batch(m, lengths, channels, 128, 2, fast=False)
+    quick_path = run_attention_batch(m, lengths, channels, 128, 2, fast=True)
+    cases.append(Case("fast mode vs engine: PIM attention batch (runs of COMPs / READRESs)", float(slow.cycles),
+                      float(quick_path.cycles), "cycles", "within 2%",
+                      abs(quick_path.cycles - slow.cycles) <= 0.02 * slow.cycles,
+                      "every command issued by the command-level program runner",
+                      note=f"{len(lengths)} requests on 8 channels, 2 heads of 128; {slow.commands:,} commands"))
+    return cases
+
+
 def run(quick: bool = False) -> dict[str, Any]:
     cases = [idle_read_latency(), streaming_read(quick), random_read(quick), fuzz_violations(quick),
-             *pim_internal_bandwidth(quick), *npu_reads_with_pim(quick)]
+             *pim_internal_bandwidth(quick), *npu_reads_with_pim(quick), *fast_mode_agreement(quick)]
     for c in cases:
         c.suite = "memory"
     return {"suite": "memory", "what": "HBM memory system vs its standard's formulas", "cases": cases}
