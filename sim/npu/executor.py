@@ -106,14 +106,14 @@ def make_chunks(plan: OpPlan, max_chunks: int, arrays: int, vector_units: int) -
                     idx, rep = 0, rep + 1
                 left = pattern[idx][0]
         out.append(Chunk(size, load, tuple((u, c, k) for u, c, k in phases), store))
-    if plan.fill_cycles and out:
+    if (plan.fill_cycles or plan.first_load_bytes) and out:
         first = out[0]
         ph = list(first.phases)
         for i, (u, c, k) in enumerate(ph):
-            if u == "array":
+            if u == "array" and plan.fill_cycles:
                 ph[i] = (u, c + plan.fill_cycles, k)
                 break
-        out[0] = Chunk(first.tiles, first.load_bytes, tuple(ph), first.store_bytes)
+        out[0] = Chunk(first.tiles, first.load_bytes + plan.first_load_bytes, tuple(ph), first.store_bytes)
     return out
 
 
@@ -127,17 +127,15 @@ def _merge_phase_lists(phases: list[list], add: list[list], times: int) -> None:
 
 
 def _add_phases(phases: list[list], tile: Tile, times: int, arrays: int, vector_units: int) -> None:
-    """Merge ``times`` copies of a tile's phases into the chunk's phase list, phase by phase."""
-    if not phases:
-        for unit, cycles in tile.phases:
-            phases.append([unit, cycles * times, arrays if unit == "array" else vector_units])
-        return
-    if [p[0] for p in phases] == [u for u, _ in tile.phases]:
-        for p, (_, cycles) in zip(phases, tile.phases):
+    """Merge ``times`` copies of a tile's phases into the chunk's phase list, phase by phase (a
+    merged phase keeps busy the most units any of its tiles does)."""
+    if phases and [p[0] for p in phases] == [u for u, _, _ in tile.phases]:
+        for p, (_, cycles, used) in zip(phases, tile.phases):
             p[1] += cycles * times
+            p[2] = max(p[2], used)
         return
-    for unit, cycles in tile.phases:   # a different shape of phases: append, keeping order
-        phases.append([unit, cycles * times, arrays if unit == "array" else vector_units])
+    for unit, cycles, used in tile.phases:   # first, or a different shape of phases: append
+        phases.append([unit, cycles * times, used])
 
 
 @dataclass

@@ -20,6 +20,7 @@ import math
 from dataclasses import dataclass, field
 
 from sim.config.hardware import NpuConfig
+from sim.npu.systolic import map_gemm
 from sim.npu.tiler import CoreBuffers, choose_tiling, pipeline_fill_cycles, tile_compute_cycles
 from sim.npu.vector import REDUCTIONS, vector_cycles
 from sim.trace.schema import Op
@@ -36,16 +37,15 @@ class Tile:
     """One step of an op: load, compute phases in order, store. Cycles are core cycles."""
 
     load_bytes: float
-    phases: tuple[tuple[str, int], ...]   # (unit kind "array" | "vector", cycles)
+    phases: tuple[tuple[str, int, int], ...]   # (unit kind "array" | "vector", cycles, units it keeps busy)
     store_bytes: float
-    array_folds: int = 0                  # folds the arrays share (timeline detail)
 
 
 @dataclass
 class OpPlan:
     """An op's tiles: the pattern ``runs`` ((count, tile) in execution order) played ``repeat``
     times (batched GEMMs, attention per KV head), plus the arrays' pipeline fill charged once to
-    the first array phase."""
+    the first array phase and ``first_load_bytes`` loaded with the first tile."""
 
     op: Op
     unit: str                              # "array", "vector", "dma"
@@ -53,6 +53,7 @@ class OpPlan:
     detail: dict = field(default_factory=dict)
     repeat: int = 1
     fill_cycles: int = 0
+    first_load_bytes: float = 0.0          # loaded once with the first tile (a GEMM's bias)
 
     @property
     def tiles(self) -> int:
@@ -60,7 +61,7 @@ class OpPlan:
 
     @property
     def read_bytes(self) -> float:
-        return self.repeat * sum(c * t.load_bytes for c, t in self.runs)
+        return self.first_load_bytes + self.repeat * sum(c * t.load_bytes for c, t in self.runs)
 
     @property
     def write_bytes(self) -> float:
@@ -68,7 +69,7 @@ class OpPlan:
 
     def cycles_on(self, unit: str) -> int:
         fill = self.fill_cycles if unit == "array" else 0
-        return fill + self.repeat * sum(c * sum(cy for u, cy in t.phases if u == unit) for c, t in self.runs)
+        return fill + self.repeat * sum(c * sum(cy for u, cy, _ in t.phases if u == unit) for c, t in self.runs)
 
 
 def core_buffers(npu: NpuConfig, bytes_per_cycle: float, latency_cycles: float = 0.0) -> CoreBuffers:
@@ -103,16 +104,23 @@ def _split(n: int, parts: int) -> list[tuple[int, int]]:
 def plan_gemm(npu: NpuConfig, core: CoreBuffers, op: Op) -> OpPlan:
     e = op.extra
     batch, m, k, n = int(e.get("batch", 1)), int(e["M"]), int(e["K"]), int(e["N"])
-    # element widths as traced (dtype, quantisation): the NPU moves the trace's bytes
+    # element widths as traced (dtype, quantisation): the NPU moves the trace's bytes. A bias (a
+    # 1-D weight of N elements) is loaded once, with the first tile, not spread over the tiles.
+    bias = 0.0
     if op.bytes_weight:
+        for shape, dtype in zip(op.input_shapes, op.input_dtypes):
+            if len(shape) == 1 and shape[0] == n and batch == 1:
+                bias = n * DTYPE_BYTES.get(dtype, 2)
+                break
+        bias = min(bias, op.bytes_weight)
         elem = op.bytes_activation / (batch * (m * k + m * n))
-        w_elem = op.bytes_weight / (batch * k * n)
+        w_elem = (op.bytes_weight - bias) / (batch * k * n)
     else:
         elem = w_elem = op.bytes / (batch * (m * k + k * n + m * n))
     t = choose_tiling(core, m, k, n, elem, w_elem)
     plan = OpPlan(op, "array", gemm_runs(core, t, elem, w_elem),
                   {"tiling": (t.mt, t.kt, t.nt), "a_resident": t.a_resident, "refetch_bytes": t.refetch_bytes * batch},
-                  repeat=batch, fill_cycles=pipeline_fill_cycles(core))
+                  repeat=batch, fill_cycles=pipeline_fill_cycles(core), first_load_bytes=bias)
     _check_bytes(plan, op)
     return plan
 
@@ -129,8 +137,7 @@ def gemm_runs(core: CoreBuffers, t, elem: float, w_elem: float) -> list[tuple[in
                 k_edges = _edge(t.k, t.kt)
                 for idx, (sk, ck) in enumerate(k_edges):
                     a = 0.0 if (t.a_resident and not first_n) else sm * sk * elem
-                    cyc = tile_compute_cycles(core, sm, sk, sn)
-                    mid = Tile(a + sk * sn * w_elem, (("array", cyc),), 0.0)
+                    mid = Tile(a + sk * sn * w_elem, (array_phase(core, sm, sk, sn),), 0.0)
                     if idx < len(k_edges) - 1:
                         block.append((ck, mid))
                     else:
@@ -138,6 +145,13 @@ def gemm_runs(core: CoreBuffers, t, elem: float, w_elem: float) -> list[tuple[in
                 runs += block * cm
             first_n = False
     return _merge_runs(runs)
+
+
+def array_phase(core: CoreBuffers, m: int, k: int, n: int) -> tuple[str, int, int]:
+    """("array", cycles, arrays kept busy) of one tile's GEMM."""
+    sr, sc, _ = map_gemm(m, k, n, core.dataflow)
+    folds = math.ceil(sr / core.rows) * math.ceil(sc / core.cols)
+    return "array", tile_compute_cycles(core, m, k, n), min(core.arrays, folds)
 
 
 def _edge(dim: int, t: int) -> list[tuple[int, int]]:
@@ -180,16 +194,21 @@ def plan_attention(npu: NpuConfig, core: CoreBuffers, op: Op) -> OpPlan:
     kv_total = max(0.0, op.bytes - out_bytes - q_bytes)
     kv_per_key = kv_total / (b * hkv * lk) if lk else 0.0   # K and V bytes of one key of one KV head
     budget = _operand_budget(core)
-    # query block: all of a KV head's queries if their Q, scores and outputs fit, else halves
-    qb = lq
     acc_elem = core.acc_element_bytes
-    while qb > 1 and (qb * g * (d + dv) * elem > budget / 2 or qb * g * dv * acc_elem > core.accumulator_bytes / 2):
+    # query block and key chunk: the largest query block whose key chunks still give every array
+    # a fold (Q.K^T has ceil(keys / C) folds); scores (rows x keys partial sums) in half the
+    # accumulator, K/V chunks in the tile budget (Q, reused over the chunks, is counted in the
+    # loads but held beside the scores)
+    def chunk_for(qb: int) -> int:
+        by_acc = int(core.accumulator_bytes / 2 // (qb * g * acc_elem))
+        by_spad = int(budget // max(kv_per_key, 1e-9))
+        return max(1, min(lk, by_acc, by_spad))
+
+    qb = lq
+    while qb > 16 and chunk_for(qb) < min(lk, core.cols * core.arrays):
         qb = math.ceil(qb / 2)
-    # key chunk: what fits beside the query block (a multiple of the array edge when it can be)
-    room = budget - qb * g * d * elem
-    lc = max(1, min(lk, int(room // max(kv_per_key, 1e-9)), max(1, int(core.accumulator_bytes / 2 // (qb * g * acc_elem)))))
-    if lc >= core.cols:
-        lc -= lc % core.cols
+    lc = chunk_for(qb)
+    lc = math.ceil(lk / math.ceil(lk / lc))     # balanced chunks
     past = lk - lq
     runs: list[tuple[int, Tile]] = []
     for q0 in range(0, lq, qb):
@@ -200,11 +219,12 @@ def plan_attention(npu: NpuConfig, core: CoreBuffers, op: Op) -> OpPlan:
         tiles = []
         for c0 in range((lo // lc) * lc, hi, lc):
             keys = min(lc, hi - c0)
-            qk = tile_compute_cycles(core, rows, d, keys)
-            sv = tile_compute_cycles(core, rows, keys, dv)
-            sm = vector_cycles(npu, "softmax", rows, keys).cycles
+            sm = vector_cycles(npu, "softmax", rows, keys)
             load = keys * kv_per_key + (rows * d * elem if not tiles else 0.0)
-            tiles.append(Tile(load, (("array", qk), ("vector", sm), ("array", sv)), 0.0))
+            tiles.append(Tile(load, (array_phase(core, rows, d, keys), ("vector", sm.cycles, sm.units_used),
+                                     array_phase(core, rows, keys, dv)), 0.0))
+        if not tiles:   # no visible key (cannot happen with a causal mask over its own token)
+            continue
         last = tiles[-1]
         tiles[-1] = Tile(last.load_bytes, last.phases, rows * dv * elem)
         runs += _merge_runs([(1, t) for t in tiles])
@@ -245,13 +265,13 @@ def plan_streaming(npu: NpuConfig, core: CoreBuffers, op: Op, vector: bool) -> O
     runs: list[tuple[int, Tile]] = []
     for size, count in _split(rows if vector and kind != "pointwise" else parts, parts):
         frac = size / (rows if vector and kind != "pointwise" else parts)
-        phases: tuple[tuple[str, int], ...] = ()
+        phases: tuple[tuple[str, int, int], ...] = ()
         if vector:
             if kind == "pointwise":
-                cyc = vector_cycles(npu, kind, 1, max(1, math.ceil(rows * n * frac)), base).cycles
+                vc = vector_cycles(npu, kind, 1, max(1, math.ceil(rows * n * frac)), base)
             else:
-                cyc = vector_cycles(npu, kind, size, n, base).cycles
-            phases = (("vector", cyc),)
+                vc = vector_cycles(npu, kind, size, n, base)
+            phases = (("vector", vc.cycles, vc.units_used),)
         runs.append((count, Tile(in_b * frac, phases, out_b * frac)))
     plan = OpPlan(op, "vector" if vector else "dma", _merge_runs(runs), {"kind": kind} if vector else {})
     _check_bytes(plan, op)

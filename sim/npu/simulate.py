@@ -140,7 +140,9 @@ def simulate_trace(npu: NpuConfig, trace: Trace, max_chunks: int = DEFAULT_MAX_C
                                 p.detail))
     end = sim.now
     util = {u.name: u.stats((0, end)).utilization for u in sim.units} if end else {}
-    if svc is not None and end:   # mean channel busy fraction (per channel in the timeline)
+    if svc is not None and end:   # per channel and mean busy fraction, from the channel queues
+        for c, busy in enumerate(npu_core.channel_busy):
+            util[f"ch{c:02d}"] = float(busy) / end
         util["memory"] = float(npu_core.channel_busy.mean()) / end
     return SimResult(system, npu.name, end // npu_core.core_period, tb.seconds(end), reports, util, sim.events,
                      npu_core, {"max_chunks": max_chunks, "memory": npu.memory,
