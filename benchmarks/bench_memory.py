@@ -47,6 +47,27 @@ def main() -> None:
         print(f"{'PIM attention GPT-3 7B layer, 256 req, ' + label:<44} {res.commands:>10,} {dt:>8.3f} "
               f"{res.commands / dt / 1e6:>8.2f}  ({res.cycles:,} cycles, slowest of 32 channels)")
     print(f"PIM attention: 8 heads (GPT-3 7B, TP 4), head_dim 128, q.K^T then p.V; KV lengths: {source}")
+    fast_mode()
+
+
+def fast_mode() -> None:
+    """Row-granularity fast mode (sim.memory.fast.run_fast) against the engine on the same requests
+    (all-bank refresh, queue depth 32): seconds, speed-up and the cycles error."""
+    from sim.memory.fast import run_fast
+
+    print(f"{'fast mode against engine':<36} {'engine s':>9} {'fast s':>8} {'speed-up':>8} {'cycles err':>10}")
+    for preset, pattern, n, wf in (("hbm2-neupims", "stream", 400_000, 0.0), ("hbm2-neupims", "stream", 200_000, 0.3),
+                                   ("hbm2-neupims", "strided", 200_000, 0.0), ("hbm2-neupims", "random", 200_000, 0.0),
+                                   ("hbm3-6400", "stream", 200_000, 0.0)):
+        hw = load_hw(preset)
+        spec, mp = hw.spec(), hw.mapping()
+        arrive, is_write, addrs = requests(mp, pattern, n, seed=0, write_fraction=wf, burst_bytes=hw.burst_bytes)
+        xy = mp.decode_many(addrs)
+        eng, te = timed(lambda: run(spec, arrive, is_write, xy))
+        fast, tf = timed(lambda: run_fast(spec, arrive, is_write, xy))
+        label = f"{preset} {pattern} {n // 1000}k" + (f" {wf:.0%} wr" if wf else "")
+        err = (fast.cycles - eng.cycles) / eng.cycles
+        print(f"{label:<36} {te:>9.4f} {tf:>8.4f} {te / tf:>7.1f}x {err:>+10.2%}")
 
 def attention_batch(n: int):
     """KV lengths and channels of a decode batch: the NeuPIMs ShareGPT trace when ../shared/data has

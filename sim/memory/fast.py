@@ -32,6 +32,13 @@ small FR-FCFS-like scheduler, in numba, moves through three kinds of event in ti
 The queue is modelled per request: request j can be served (and its visit's row opened) from the
 cycle after the (j - queue_depth + 1)-th service, with services kept sorted by cycle.
 
+Cost: the row event is picked from a list of each bank's waiting head visit, kept as visits
+enter the queue, finish or lose their row to a refresh (not by rescanning the queue), and a head
+whose ACT cannot beat the best so far (its ACT lower bound from the levels above its bank group)
+is not looked at further; the helpers are inlined (numba would otherwise count references to
+their array arguments on every call, atomically); one pass over the requests splits them by
+channel and forms the visits, into scratch arrays kept between calls.
+
 What is approximate (against :func:`sim.memory.engine.run`): requests to a row that are not
 consecutive in a channel's arrival order form separate visits (a later one is a row hit if the
 row is still open), and a younger visit to a bank waits for the older ones (the engine lets a
@@ -46,6 +53,7 @@ bursts and a row event that cannot affect them may be handled out of cycle order
 
 from __future__ import annotations
 
+import threading
 import weakref
 from dataclasses import dataclass
 
@@ -66,24 +74,50 @@ class FastResult:
 
 
 @njit(cache=True)
-def _split_channels(ch, n_ch):
-    """Stable counting sort of request indices by channel: (order, start offsets [n_ch + 1])."""
-    n = ch.shape[0]
-    cnt = np.zeros(n_ch + 1, np.int64)
+def _split_channels(arrive, is_write, coords, counts, cnt, order, sarr, sw, vs, vb, vr, vw, vnum):
+    """Stable counting sort of the requests by channel, reading ``coords`` once, in order. Fills
+    the channel start offsets ``cnt`` [channels + 1]; each request's index, arrival and direction
+    in channel order; and each channel's row visits (runs of consecutive requests to one bank and
+    row) from its start offset: first request (channel-relative), flat bank, row, writes, and their
+    number ``vnum``. The caller allocates the outputs: numpy reuses freed memory, where fresh
+    numba arrays of this size cost page faults on every call."""
+    n = coords.shape[0]
+    B = counts.shape[0] - 1
+    n_ch = cnt.shape[0] - 1
     for i in range(n):
-        cnt[ch[i] + 1] += 1
+        cnt[coords[i, 0] + 1] += 1
     for c in range(n_ch):
         cnt[c + 1] += cnt[c]
     pos = cnt[:-1].copy()
-    order = np.empty(n, np.int64)
+    last_b = np.full(n_ch, -1, np.int64)
+    last_r = np.full(n_ch, -1, np.int64)
+    vnum[:] = 0
     for i in range(n):
-        c = ch[i]
-        order[pos[c]] = i
-        pos[c] += 1
-    return order, cnt
+        c = coords[i, 0]
+        k = pos[c]
+        pos[c] = k + 1
+        b = 0
+        for lv in range(1, B + 1):
+            b = b * counts[lv] + coords[i, lv]
+        r = coords[i, B + 1]
+        if b != last_b[c] or r != last_r[c]:
+            x = cnt[c] + vnum[c]
+            vnum[c] += 1
+            vs[x] = k - cnt[c]
+            vb[x] = b
+            vr[x] = r
+            vw[x] = 0
+            last_b[c] = b
+            last_r[c] = r
+        w = is_write[i]
+        if w:
+            vw[cnt[c] + vnum[c] - 1] += 1
+        order[k] = i
+        sarr[k] = arrive[i]
+        sw[k] = w
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _ready_at(cmd, b, bank_nodes, level_offset, scope, ready):
     """First cycle ``cmd`` to flat bank ``b`` satisfies every recorded constraint."""
     t = np.int64(0)
@@ -94,19 +128,7 @@ def _ready_at(cmd, b, bank_nodes, level_offset, scope, ready):
     return t
 
 
-@njit(cache=True)
-def _admitted_at(pos, arr, served_t, q):
-    """Cycle request ``pos`` (channel arrival order) can be in the queue: its arrival, and the cycle
-    after the service that freed its slot (the caller knows that service has happened)."""
-    a = arr[pos]
-    if pos >= q:
-        s = served_t[pos - q] + 1
-        if s > a:
-            a = s
-    return a
-
-
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _issue_at(cmd, b, t, bank_nodes, bank_xy, counts, level_offset, by_prev_ptr, by_prev_idx, c_level, c_next, c_lat,
               c_window, c_sibling, ready, hist, hist_pos, hist_n):
     """:func:`sim.memory.engine._issue` for a command to flat bank ``b`` (node indices looked up,
@@ -142,14 +164,14 @@ def _issue_at(cmd, b, t, bank_nodes, bank_xy, counts, level_offset, by_prev_ptr,
                 ready[row, nxt] = v
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _next_of(pos, vend, want_write, iw):
     while pos < vend and iw[pos] != want_write:
         pos += 1
     return pos
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _unfinished(v, skip):
     """The first unfinished visit at or after ``v`` (``skip`` links finished visits onward; path halving)."""
     while skip[v] != v:
@@ -158,7 +180,7 @@ def _unfinished(v, skip):
     return v
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _drop_active(v, act_list, n_act):
     for a in range(n_act):
         if act_list[a] == v:
@@ -168,7 +190,7 @@ def _drop_active(v, act_list, n_act):
 
 
 @njit(cache=True)
-def _run_fast(arrive, is_write, coords, order, bounds, counts, level_offset, c_level, c_next, c_lat, c_window,
+def _run_fast(sarr, sw, v_first, v_bank, v_row, v_writes, vnum, order, bounds, counts, level_offset, c_level, c_next, c_lat, c_window,
               c_sibling, by_prev_ptr, by_prev_idx, scope, roles, ref_level, timing, bank_nodes, bank_coord, common,
               cross, n_rp, n_rfcpb, n_rcd, queue_depth, closed_page, refresh_mode, done):
     """All channels, one after the other. Returns (last data end, row visits)."""
@@ -184,7 +206,10 @@ def _run_fast(arrive, is_write, coords, order, bounds, counts, level_offset, c_l
     ready, hist, hist_pos, hist_n = _timing_state(level_offset, n_cmds, c_level.shape[0])
     open_row = np.full(n_banks, -1, np.int64)
     bank_act = np.full(n_banks, -1, np.int64)   # the active visit on each bank
-    seen = np.zeros(n_banks, np.int64)
+    head = np.full(n_banks, -1, np.int64)       # each bank's oldest unfinished visit in the queue
+    last_v = np.full(n_banks, -1, np.int64)
+    wl = np.empty(n_banks, np.int64)            # the heads waiting for their row (row event candidates)
+    wl_at = np.full(n_banks, -1, np.int64)      # each bank's index in wl
     next_ref = np.zeros(ref_nodes, np.int64)
     ref_bank = np.zeros(ref_nodes, np.int64)
     tmp = np.zeros(B + 1, np.int64)
@@ -203,20 +228,15 @@ def _run_fast(arrive, is_write, coords, order, bounds, counts, level_offset, c_l
             n_max = bounds[ch + 1] - bounds[ch]
     # per channel, reused: visits and requests in the channel's arrival order
     vstart = np.empty(n_max + 1, np.int64)
-    vbank = np.empty(n_max, np.int64)
-    vrow = np.empty(n_max, np.int64)
     vleft = np.empty(n_max, np.int64)
-    vwrites = np.empty(n_max, np.int64)
     vstate = np.empty(n_max, np.int8)           # 0 waiting, 1 active (row open), 2 finished
     skip = np.empty(n_max + 1, np.int64)        # finished visits point onward (see _unfinished)
+    vnextb = np.empty(n_max, np.int64)          # the next visit to the same bank (nv: none)
     rcur = np.empty(n_max, np.int64)            # next unserved read / write of each visit
     wcur = np.empty(n_max, np.int64)
     served_t = np.empty(n_max, np.int64)        # service cycles so far, sorted
-    arr = np.empty(n_max, np.int64)
-    iw = np.empty(n_max, np.bool_)
     end = np.int64(0)
     visits_total = 0
-    stamp = 0
     for ch in range(n_ch):
         lo_r = bounds[ch]
         n = bounds[ch + 1] - lo_r
@@ -228,35 +248,28 @@ def _run_fast(arrive, is_write, coords, order, bounds, counts, level_offset, c_l
         hist_n[:, :] = 0
         open_row[:] = -1
         bank_act[:] = -1
+        head[:] = -1
+        last_v[:] = -1
+        wl_at[:] = -1
+        n_wl = 0
         next_ref[:] = n_refi if refresh_mode == 1 else n_refipb
         ref_bank[:] = 0
         # ---- visits: runs of consecutive requests to one bank and row
-        nv = 0
-        prev_b = -1
-        prev_r = -1
-        for j in range(n):
-            i = order[lo_r + j]
-            b = 0
-            for lv in range(1, B + 1):
-                b = b * counts[lv] + coords[i, lv]
-            r = coords[i, B + 1]
-            if b != prev_b or r != prev_r:
-                vstart[nv] = j
-                vbank[nv] = b
-                vrow[nv] = r
-                vwrites[nv] = 0
-                nv += 1
-                prev_b = b
-                prev_r = r
-            w = is_write[i]
-            iw[j] = w
-            arr[j] = arrive[i]
-            if w:
-                vwrites[nv - 1] += 1
+        nv = vnum[ch]
+        arr = sarr[lo_r:lo_r + n]
+        iw = sw[lo_r:lo_r + n]
+        vbank = v_bank[lo_r:lo_r + nv]
+        vrow = v_row[lo_r:lo_r + nv]
+        vwrites = v_writes[lo_r:lo_r + nv]
+        vstart[:nv] = v_first[lo_r:lo_r + nv]
         vstart[nv] = n
         visits_total += nv
         for v in range(nv + 1):
             skip[v] = v
+        for v in range(nv - 1, -1, -1):
+            b = vbank[v]
+            vnextb[v] = last_v[b] if last_v[b] != -1 else nv
+            last_v[b] = v
         for v in range(nv):
             vs = vstart[v]
             ve = vstart[v + 1]
@@ -280,47 +293,58 @@ def _run_fast(arrive, is_write, coords, order, bounds, counts, level_offset, c_l
         rp = np.int64(-1)
         rcol = _BIG       # no column command of the row event's visit before this cycle
         wend = 0          # first visit not yet in the queue
-        gate = _BIG       # services after which the queue admits a new visit
+        gate = -Q         # services after which the queue admits a new visit
+        pc_lv = B - 1 if B >= 1 else 0  # level of the lower bound on ACT shared by a bank's neighbours
         while lo < nv:
-            if served >= gate:
+            if served >= gate:  # visits enter the queue: a bank's first queued visit is its head
                 dirty = True
-            # -------- row event: the eligible visit whose row opens earliest
+                while wend < nv and vstart[wend] < served + Q:
+                    b = vbank[wend]
+                    if head[b] == -1:
+                        head[b] = wend
+                        wl[n_wl] = b
+                        wl_at[b] = n_wl
+                        n_wl += 1
+                    wend += 1
+                gate = vstart[wend] - Q + 1 if wend < nv else _BIG
+            # -------- row event: the waiting head whose row opens earliest (ties: the oldest)
             if dirty:
                 dirty = False
-                stamp += 1
                 rv = -1
                 re = _BIG
                 rcol = _BIG
-                lim = served + Q
-                v = lo
-                while v < nv and vstart[v] < lim:
-                    b = vbank[v]
-                    if seen[b] != stamp:       # the oldest unfinished visit to its bank
-                        seen[b] = stamp
-                        if vstate[v] == 0:
-                            first = vstart[v]
-                            adm = _admitted_at(first, arr, served_t, Q)
-                            p = np.int64(-1)
-                            if open_row[b] == vrow[v]:
-                                e = adm
-                            else:
-                                e = adm
-                                if open_row[b] != -1:
-                                    p = _ready_at(pre, b, bank_nodes, level_offset, scope, ready)
-                                    if adm > p:
-                                        p = adm
-                                    e = p + n_rp
-                                ea = _ready_at(act, b, bank_nodes, level_offset, scope, ready)
-                                if ea > e:
-                                    e = ea
-                            if e < re:
-                                re = e
-                                rv = v
-                                rp = p
-                                rcol = e if open_row[b] == vrow[v] else e + n_rcd
-                    v = _unfinished(v + 1, skip)
-                wend = v
-                gate = vstart[v] - Q + 1 if v < nv else _BIG
+                for k in range(n_wl):
+                    b = wl[k]
+                    v = head[b]
+                    first = vstart[v]
+                    hit = open_row[b] == vrow[v]
+                    if not hit and rv != -1:
+                        # ACT ready at the levels above the bank group bounds e from below
+                        lb = np.int64(0)
+                        for lv in range(pc_lv):
+                            r_ = ready[level_offset[lv] + bank_nodes[b, lv], act]
+                            if r_ > lb:
+                                lb = r_
+                        if lb > re or (lb == re and first > vstart[rv]):
+                            continue
+                    e = arr[first]
+                    if first >= Q and served_t[first - Q] + 1 > e:
+                        e = served_t[first - Q] + 1
+                    p = np.int64(-1)
+                    if not hit:
+                        if open_row[b] != -1:
+                            p = _ready_at(pre, b, bank_nodes, level_offset, scope, ready)
+                            if e > p:
+                                p = e
+                            e = p + n_rp
+                        ea = _ready_at(act, b, bank_nodes, level_offset, scope, ready)
+                        if ea > e:
+                            e = ea
+                    if e < re or (e == re and first < vstart[rv]):
+                        re = e
+                        rv = v
+                        rp = p
+                        rcol = e if hit else e + n_rcd
             # -------- column candidates: each active visit's next read and next write
             nc = 0
             ci = -1
@@ -340,7 +364,9 @@ def _run_fast(arrive, is_write, coords, order, bounds, counts, level_offset, c_l
                             cgate = pos - Q + 1
                         continue
                     t = _ready_at(wr if w else rd, b, bank_nodes, level_offset, scope, ready)
-                    adm = _admitted_at(pos, arr, served_t, Q)
+                    adm = arr[pos]
+                    if pos >= Q and served_t[pos - Q] + 1 > adm:
+                        adm = served_t[pos - Q] + 1
                     if adm > t:
                         t = adm
                     cand_v[nc] = v
@@ -374,6 +400,9 @@ def _run_fast(arrive, is_write, coords, order, bounds, counts, level_offset, c_l
                             vstate[bank_act[bb]] = 0
                             n_act = _drop_active(bank_act[bb], act_list, n_act)
                             bank_act[bb] = -1
+                            wl[n_wl] = bb
+                            wl_at[bb] = n_wl
+                            n_wl += 1
                         if open_row[bb] != -1:
                             any_open = True
                             open_row[bb] = -1
@@ -397,6 +426,9 @@ def _run_fast(arrive, is_write, coords, order, bounds, counts, level_offset, c_l
                         vstate[bank_act[bb]] = 0
                         n_act = _drop_active(bank_act[bb], act_list, n_act)
                         bank_act[bb] = -1
+                        wl[n_wl] = bb
+                        wl_at[bb] = n_wl
+                        n_wl += 1
                     if open_row[bb] != -1:
                         e = max(tr, _earliest(pre, bank_xy, counts, level_offset, scope, ready))
                         _issue(pre, bank_xy, e, counts, level_offset, by_prev_ptr, by_prev_idx, c_level, c_next,
@@ -427,6 +459,11 @@ def _run_fast(arrive, is_write, coords, order, bounds, counts, level_offset, c_l
                     open_row[b] = vrow[v]
                 vstate[v] = 1
                 bank_act[b] = v
+                k = wl_at[b]
+                n_wl -= 1
+                wl[k] = wl[n_wl]
+                wl_at[wl[k]] = k
+                wl_at[b] = -1
                 act_list[n_act] = v
                 n_act += 1
                 dirty = True
@@ -470,7 +507,9 @@ def _run_fast(arrive, is_write, coords, order, bounds, counts, level_offset, c_l
                 if served >= gate:  # visits enter the queue: none can use the column bus before
                     dirty = True    # its admission (a row hit) or its ACT plus tRCD
                     while wend < nv and vstart[wend] < served + Q and m < n_cand:
-                        a_n = _admitted_at(vstart[wend], arr, served_t, Q)
+                        a_n = arr[vstart[wend]]
+                        if vstart[wend] >= Q and served_t[vstart[wend] - Q] + 1 > a_n:
+                            a_n = served_t[vstart[wend] - Q] + 1
                         if open_row[vbank[wend]] != vrow[wend]:
                             a_n += n_rcd
                         cand_t[m] = a_n
@@ -478,12 +517,19 @@ def _run_fast(arrive, is_write, coords, order, bounds, counts, level_offset, c_l
                         L = common[b, vbank[wend]]
                         cand_x[m] = min(cross[cmd, rd, L], cross[cmd, wr, L])
                         m += 1
+                        if head[vbank[wend]] == -1:
+                            head[vbank[wend]] = wend
+                            wl[n_wl] = vbank[wend]
+                            wl_at[vbank[wend]] = n_wl
+                            n_wl += 1
                         wend += 1
                     if wend < nv and vstart[wend] < served + Q:
                         break
                     gate = vstart[wend] - Q + 1 if wend < nv else _BIG
                 cn = c + s
-                adm = _admitted_at(pos, arr, served_t, Q)
+                adm = arr[pos]
+                if pos >= Q and served_t[pos - Q] + 1 > adm:
+                    adm = served_t[pos - Q] + 1
                 if adm > cn:
                     cn = adm
                 if cn >= tref:
@@ -520,6 +566,14 @@ def _run_fast(arrive, is_write, coords, order, bounds, counts, level_offset, c_l
                 n_act = _drop_active(v, act_list, n_act)
                 if closed_page:
                     open_row[b] = -1
+                nb = vnextb[v]
+                if nb < wend:
+                    head[b] = nb
+                    wl[n_wl] = b
+                    wl_at[b] = n_wl
+                    n_wl += 1
+                else:
+                    head[b] = -1
                 lo = _unfinished(lo, skip)
                 dirty = True
     return end, visits_total
@@ -573,6 +627,23 @@ def _tables(spec: DramSpec):
     return prepared
 
 
+_SCRATCH = threading.local()
+_SCRATCH_MAX = 1 << 22  # requests: larger runs allocate their scratch afresh rather than keep it
+
+
+def _scratch(n: int):
+    """Per-request scratch arrays for :func:`_split_channels`, kept between calls (per thread) so a
+    repeated run does not pay page faults on fresh memory: int64 x 6 and bool, each of length n."""
+    if n > _SCRATCH_MAX:
+        return [np.empty(n, np.int64) for _ in range(6)] + [np.empty(n, np.bool_)]
+    buf = getattr(_SCRATCH, "buf", None)
+    if buf is None or buf[0].shape[0] < n:
+        size = max(n, 1024)
+        buf = [np.empty(size, np.int64) for _ in range(6)] + [np.empty(size, np.bool_)]
+        _SCRATCH.buf = buf
+    return [b[:n] for b in buf]
+
+
 def run_fast(spec: DramSpec, arrive: np.ndarray, is_write: np.ndarray, coords: np.ndarray, queue_depth: int = 32,
              page_policy: str = "open", refresh: str = "all_bank") -> FastResult:
     """Row-visit approximation of :func:`sim.memory.engine.run` (same arguments, no command log).
@@ -596,8 +667,11 @@ def run_fast(spec: DramSpec, arrive: np.ndarray, is_write: np.ndarray, coords: n
     r = tab.roles
     if refresh_mode == 1 and (r[1] < 0 or r[2] < 0 or r[7] < 0):
         raise ValueError("standard has no all-bank refresh")
-    order, bounds = _split_channels(coords[:, 0], int(spec.counts[0]))
-    end, visits = _run_fast(arrive, is_write, coords, order, bounds, tab.counts, tab.level_offset, tab.c_level,
+    bounds = np.zeros(int(spec.counts[0]) + 1, np.int64)
+    order, sarr, vs, vb, vr, vw, sw = _scratch(n)
+    vnum = np.empty(bounds.shape[0] - 1, np.int64)
+    _split_channels(arrive, is_write, coords, tab.counts, bounds, order, sarr, sw, vs, vb, vr, vw, vnum)
+    end, visits = _run_fast(sarr, sw, vs, vb, vr, vw, vnum, order, bounds, tab.counts, tab.level_offset, tab.c_level,
                             tab.c_next, tab.c_lat, tab.c_window, tab.c_sibling, tab.by_prev_ptr, tab.by_prev_idx,
                             tab.scope, tab.roles, tab.ref_level, tab.timing, bank_nodes, bank_coord, common, cross,
                             n_rp, n_rfcpb,
