@@ -141,7 +141,7 @@ SYSTEM_DEFAULT_HW = {"npu-only": "neupims-npu"}
               help="write a Chrome trace-event timeline (open in Perfetto or chrome://tracing)")
 @click.option("--max-chunks", type=int, default=None,
               help="fidelity: tiles of one op merged into at most about this many DES steps (default 48)")
-@click.option("--top", type=int, default=15, show_default=True, help="ops listed in the text output")
+@click.option("--top", type=int, default=None, help="list only the N slowest op records (default: every record)")
 @click.option("--json", "as_json", is_flag=True, help="print the result as JSON")
 @_model_options
 def simulate(system, hw_name, sets, trace_file, gemm, timeline, max_chunks, top, as_json, **kw) -> None:
@@ -213,7 +213,7 @@ def _print_simulation(res, tr, top: int) -> None:
     click.echo(f"roofline score (simulated / roofline time): min {min(scores):.3f}, "
                f"time-weighted {res.time_s / sum(o.roofline_s for o in res.ops):.3f}" if scores else "")
     click.echo(f"{'op':<44} {'class':<10} {'x':>4} {'time ms':>10} {'score':>7}")
-    for o in sorted(res.ops, key=lambda o: -o.time_s)[:top]:
+    for o in sorted(res.ops, key=lambda o: -o.time_s)[:top if top is not None else len(res.ops)]:
         click.echo(f"{(o.module or o.name)[:44]:<44} {o.op_class:<10} {o.repeat:>4} {o.time_s * 1e3:10.3f} "
                    f"{o.score:7.3f}")
 
