@@ -125,18 +125,24 @@ def trace(output, sets, as_json, **kw) -> None:
 
 
 # ------------------------------------------------------------------------------------- simulate
-SYSTEMS = ["npu-only"]
-SYSTEM_DEFAULT_HW = {"npu-only": "neupims-npu"}
+SYSTEMS = ["npu-only", "npu-pim-naive", "neupims", "gpu-only"]
 
 
 @cli.command()
-@click.option("--system", type=click.Choice(SYSTEMS), default="npu-only", show_default=True,
-              help="the system to simulate")
+@click.option("--system", default="npu-only", show_default=True,
+              help=f"system config name or path (bundled: {', '.join(SYSTEMS)})")
 @click.option("--hw", "hw_name", default=None, metavar="NAME_OR_PATH",
-              help="NPU config (default: the system's, neupims-npu)")
+              help="NPU config for the op-by-op NPU run (default: the system's, neupims-npu)")
 @click.option("--set", "sets", multiple=True, metavar="KEY.PATH=VALUE", help="override a hardware config field")
 @click.option("--trace", "trace_file", type=click.Path(dir_okay=False), default=None, help="trace file to simulate")
 @click.option("--gemm", nargs=3, type=int, default=None, metavar="M K N", help="single GEMM x[M,K] @ W[K,N]")
+@click.option("--lengths", "lengths_file", type=click.Path(dir_okay=False), default=None,
+              help="CSV of the batch: seq_len (KV length) per request, optional ch_idx; overrides --batch")
+@click.option("--requests", "requests_from", type=click.Choice(["sharegpt", "alpaca"]), default=None,
+              help="sample a steady-state batch of --batch requests from this length distribution")
+@click.option("--sub-batch", type=click.Choice(["on", "off"]), default=None,
+              help="override the system's sub-batch interleaving")
+@click.option("--gpu", "gpu_name", default=None, help="GPU of gpu-only (default h100)")
 @click.option("--timeline", type=click.Path(dir_okay=False), default=None,
               help="write a Chrome trace-event timeline (open in Perfetto or chrome://tracing)")
 @click.option("--max-chunks", type=int, default=None,
@@ -144,13 +150,26 @@ SYSTEM_DEFAULT_HW = {"npu-only": "neupims-npu"}
 @click.option("--top", type=int, default=None, help="list only the N slowest op records (default: every record)")
 @click.option("--json", "as_json", is_flag=True, help="print the result as JSON")
 @_model_options
-def simulate(system, hw_name, sets, trace_file, gemm, timeline, max_chunks, top, as_json, **kw) -> None:
-    """Simulate a model (or one GEMM) on a system; prints time per op class, utilization per unit
-    and every op's roofline score (simulated time / roofline time on the same device)."""
+def simulate(system, hw_name, sets, trace_file, gemm, lengths_file, requests_from, sub_batch, gpu_name, timeline,
+             max_chunks, top, as_json, **kw) -> None:
+    """Simulate a model (or one GEMM) on a system. Op by op on the NPU (npu-only with a uniform
+    batch, --trace or --gemm): time per op class, utilization per unit and every op's roofline
+    score. A batch of requests with their own lengths (--lengths, --requests, or a PIM or GPU
+    system): one decode iteration by stages, with tokens/s."""
     from sim.config.hardware import NpuConfig, load_hw
     from sim.npu.executor import DEFAULT_MAX_CHUNKS
+    from sim.systems.config import load_system
 
-    npu = load_hw(hw_name or SYSTEM_DEFAULT_HW[system], list(sets) or None)
+    sysconf = load_system(system)
+    batch_mode = bool(lengths_file or requests_from or sysconf.pim is not None or sysconf.accelerator == "gpu"
+                      or sub_batch)
+    if batch_mode:
+        if trace_file or gemm or timeline:
+            raise LlmsimError("--trace: --trace, --gemm and --timeline run op by op on the NPU (npu-only with a "
+                              "uniform batch); a batch of requests takes --model")
+        _simulate_batch(sysconf, lengths_file, requests_from, sub_batch, gpu_name, as_json, kw)
+        return
+    npu = load_hw(hw_name or sysconf.npu, list(sets) or None)
     if not isinstance(npu, NpuConfig):
         raise LlmsimError(f"--hw: expected an NPU config for --system {system}, found kind {npu.kind!r}")
     if max_chunks is not None and max_chunks < 1:
@@ -179,7 +198,7 @@ def simulate(system, hw_name, sets, trace_file, gemm, timeline, max_chunks, top,
     from sim.npu.simulate import simulate_trace
 
     res = simulate_trace(npu, tr, max_chunks or DEFAULT_MAX_CHUNKS, record_members=timeline is not None,
-                         system=system)
+                         system=sysconf.name)
     if timeline:
         from sim.des.timeline import write_chrome_trace
 
@@ -195,6 +214,50 @@ def simulate(system, hw_name, sets, trace_file, gemm, timeline, max_chunks, top,
     _print_simulation(res, tr, top)
     if timeline:
         click.echo(f"wrote timeline {timeline}")
+
+
+def _simulate_batch(sysconf, lengths_file, requests_from, sub_batch, gpu_name, as_json, kw) -> None:
+    import numpy as np
+
+    from sim.systems.requests import Batch, load_lengths, sample_batch
+
+    if not kw.get("model"):
+        raise LlmsimError("--model: required (expected a zoo model name; see `llmsim models`)")
+    if kw.get("phase") not in (None, "decode"):
+        raise LlmsimError(f"--phase: a batch of requests runs one decode iteration, found {kw['phase']!r}")
+    if lengths_file and requests_from:
+        raise LlmsimError("--lengths: give either --lengths or --requests, not both")
+    if lengths_file:
+        batch = load_lengths(lengths_file)
+    elif requests_from:
+        batch = sample_batch(requests_from, kw["batch"], seed=kw["seed"])
+    else:
+        if kw["batch"] < 1 or kw["seq_len"] < 1:
+            raise LlmsimError("--batch: expected positive --batch and --seq-len")
+        batch = Batch(np.full(kw["batch"], kw["seq_len"] + 1, np.int64), None,
+                      f"uniform: {kw['batch']} requests of {kw['seq_len']} cached tokens")
+    if sysconf.accelerator == "gpu":
+        from sim.gpu.iteration import gpu_decode_iteration
+
+        res = gpu_decode_iteration(sysconf, gpu_name or sysconf.gpu, kw["model"], batch, tp=kw["tp"],
+                                   layers=kw["layers"])
+    else:
+        from sim.systems.decode import decode_iteration
+
+        sb = None if sub_batch is None else sub_batch == "on"
+        res = decode_iteration(sysconf, kw["model"], batch, tp=kw["tp"], layers=kw["layers"], sub_batch=sb)
+    out = res.to_json()
+    if as_json:
+        _emit_json(out)
+        return
+    click.echo(f"{out['system']}: {out['model']} decode, {out['batch']} requests ({batch.source}), "
+               f"{out['layers']} layers, sub-batch {'on' if out['sub_batch'] else 'off'}")
+    click.echo(f"  iteration {out['time_s'] * 1e3:.3f} ms ({out['cycles']:,} cycles), "
+               f"{out['tokens_per_s']:,.0f} tokens/s")
+    for k, v in out["stages"].items():
+        click.echo(f"  {k:<9} {v * 1e3:10.3f} ms")
+    for k, v in out["utilization"].items():
+        click.echo(f"  {k:<32} {v:6.1%}")
 
 
 def _print_simulation(res, tr, top: int) -> None:

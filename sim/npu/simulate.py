@@ -4,6 +4,7 @@ by test)."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -104,9 +105,16 @@ def _blocks(trace: Trace) -> list[tuple[list[int], int]]:
 
 
 def simulate_trace(npu: NpuConfig, trace: Trace, max_chunks: int = DEFAULT_MAX_CHUNKS,
-                   record_members: bool = True, system: str = "npu-only") -> SimResult:
-    """Every op of the trace, all repeats (layers) literally, one after another on one core."""
+                   record_members: bool = True, system: str = "npu-only",
+                   bandwidth_share: float = 1.0) -> SimResult:
+    """Every op of the trace, all repeats (layers) literally, one after another on one core.
+    ``bandwidth_share`` scales the memory's sustained rates (the NPU's share while PIM runs)."""
     svc = _service(npu)
+    if svc is not None and bandwidth_share != 1.0:
+        if not 0 < bandwidth_share <= 1:
+            raise ValueError(f"bandwidth_share: expected 0 < share <= 1, found {bandwidth_share}")
+        svc = dataclasses.replace(svc, read_bytes_per_cycle=svc.read_bytes_per_cycle * bandwidth_share,
+                                  write_bytes_per_cycle=svc.write_bytes_per_cycle * bandwidth_share)
     core_hz = npu.freq_mhz * 1e6
     bpc = svc.read_bytes_per_cycle * svc.channels * svc.freq_hz / core_hz if svc else float("inf")
     core = core_buffers(npu, bpc, svc.latency_cycles * core_hz / svc.freq_hz if svc else 0.0)

@@ -1,0 +1,298 @@
+"""One decode iteration of a real batch (every request its own context length) on a composed system.
+
+The model is traced once per batch size (GEMM shapes depend on the batch, not on lengths); each
+decoder layer splits into three stages: **QKV** (the ops before attention: norm, QKV projection,
+KV-cache append), **MHA** (attention) and **proj/FFN** (the ops after it). Ops outside the layers
+(embedding, final norm, lm_head) run once before and after.
+
+* **NPU stages** run on the NPU simulator (:func:`sim.npu.simulate.simulate_trace`), one layer's
+  ops simulated and multiplied by the layer count (identical layers).
+* **MHA on the NPU** (``npu-only``): one attention op per distinct context length (its requests
+  as the op's batch), simulated the same way.
+* **MHA on PIM**: each request's q.K^T and p.V run as PIM GEMVs on the channel that holds its KV
+  cache (:func:`sim.memory.pim.run_attention_batch`, fast path; channels in parallel, a channel's
+  requests one after another), in the row-buffer mode of the system. The softmax between the two
+  GEMVs runs on the NPU's vector units (:mod:`sim.npu.vector`); a channel waits for its requests'
+  softmaxes, so they add to that channel's time.
+* **Sub-batch interleaving** (NeuPIMs' stage table, ``reference/neupims.md``): the batch splits in
+  two halves of balanced PIM work; while one half's MHA runs on PIM, the other half's GEMMs run on
+  the NPU. Total = A + B + (C + D) x (layers - 1) + E + F, each stage the longer of its NPU and PIM
+  parts. While PIM runs, the NPU keeps only the share of its memory bandwidth that the
+  command-level engine measured beside a PIM GEMV in that row-buffer mode
+  (:func:`npu_bandwidth_share`); PIM, which has priority, is not slowed.
+* Without sub-batching the stages run in sequence: QKV -> MHA -> proj/FFN.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from sim.systems.config import SystemConfig
+from sim.systems.requests import Batch
+from sim.trace.formulas import attention_cost
+from sim.trace.schema import Op, Trace
+
+
+@dataclass
+class Stages:
+    """Seconds of one layer's stages for one (sub-)batch, and of the ops outside the layers."""
+
+    qkv: float
+    mha: float
+    post: float
+    head: float
+    tail: float
+    mha_pim: float = 0.0        # PIM part of mha (0 when MHA runs on the NPU)
+    mha_softmax: float = 0.0    # NPU softmax part of PIM MHA
+
+
+@dataclass
+class IterationResult:
+    system: str
+    model: str
+    batch: int
+    layers: int
+    time_s: float
+    freq_hz: float
+    stages: dict[str, float]
+    sub_batch: bool
+    utilization: dict[str, float]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def cycles(self) -> int:
+        return int(round(self.time_s * self.freq_hz))
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.batch / self.time_s if self.time_s else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"system": self.system, "model": self.model, "batch": self.batch, "layers": self.layers,
+                "time_s": self.time_s, "cycles": self.cycles, "tokens_per_s": self.tokens_per_s,
+                "sub_batch": self.sub_batch, "stages": self.stages, "utilization": self.utilization,
+                "meta": self.meta}
+
+
+# ------------------------------------------------------------------------------------------ split
+def split_layer(trace: Trace) -> tuple[list[Op], Op | None, list[Op], list[Op], list[Op], int]:
+    """(pre-attention ops, the attention op, post-attention ops, ops before the layers, ops after,
+    layer count) of a deduplicated trace: one layer's records (repeat = layer count)."""
+    layer_ops = [op for op in trace.ops if op.layer is not None]
+    if not layer_ops:
+        return [], None, [], list(trace.ops), [], 0
+    first_layer = layer_ops[0].layer
+    one = [op for op in layer_ops if op.layer == first_layer]
+    # layers: the repeats of the attention records (identical layers are one record each)
+    count = sum(op.repeat for op in layer_ops if op.op_class == "attention") or one[0].repeat
+    att = [i for i, op in enumerate(one) if op.op_class == "attention"]
+    idx = [i for i, op in enumerate(trace.ops) if op.layer is not None]
+    head = list(trace.ops[: idx[0]])
+    tail = list(trace.ops[idx[-1] + 1:])
+    once = [dataclasses.replace(op, repeat=1) for op in one]
+    if not att:
+        return once, None, [], head, tail, count
+    a = att[0]
+    return once[:a], once[a], once[a + 1:], head, tail, count
+
+
+def attention_ops(template: Op, lengths: np.ndarray) -> list[Op]:
+    """One decode attention op per distinct KV length (its requests as the batch), costed by the
+    tracer's formulas (``sim.trace.formulas``) from the template's heads and widths."""
+    e = template.extra
+    h, hkv, d, dv = int(e["heads"]), int(e["kv_heads"]), int(e["head_dim"]), int(e["v_head_dim"])
+    b0, lq = int(e["batch"]), int(e["q_len"])
+    out_bytes = template.bytes_activation / max(1, (b0 * h * lq * (d + dv)))  # bytes per Q/O element
+    ops = []
+    for length, count in zip(*np.unique(lengths, return_counts=True)):
+        length, count = int(length), int(count)
+        cost = attention_cost(count, h, hkv, lq, length, d, dv, True, e.get("sliding_window"), length - lq,
+                              out_bytes * 8, out_bytes * 8)
+        extra = dict(e, batch=count, kv_len=length, pairs=int(cost.pairs), flops_qk=cost.flops_qk,
+                     flops_sv=cost.flops_sv, softmax_flops=cost.softmax_flops,
+                     cached_tokens_read=int(cost.cached_tokens_read))
+        ops.append(dataclasses.replace(
+            template, flops=cost.flops, bytes_activation=cost.bytes_activation, bytes_kv_read=cost.bytes_kv_read,
+            input_shapes=[[count, h, lq, d], [count, hkv, length, d], [count, hkv, length, dv]],
+            output_shapes=[[count, lq, h, dv]], extra=extra, repeat=1))
+    return ops
+
+
+# ------------------------------------------------------------------------------------ components
+def _npu_seconds(npu, ops: list[Op], bandwidth_share: float = 1.0) -> float:
+    if not ops:
+        return 0.0
+    from sim.npu.simulate import simulate_trace
+
+    res = simulate_trace(npu, Trace(meta={"model": "stage"}, ops=ops), record_members=False,
+                         bandwidth_share=bandwidth_share)
+    return res.time_s
+
+
+@lru_cache(maxsize=8)
+def _bandwidth_share_cached(memory_json: str) -> float:
+    from sim.config.hardware import MemoryConfig
+
+    return _measure_share(MemoryConfig.model_validate_json(memory_json))
+
+
+def npu_bandwidth_share(memory) -> float:
+    """Share of its stand-alone streaming-read bandwidth the NPU keeps on a channel while a PIM
+    GEMV keeps every bank of it busy, measured with the command-level engine (``run_mixed``) in
+    the memory's row-buffer mode (the validate memory suite's case, smaller)."""
+    return _bandwidth_share_cached(memory.model_dump_json())
+
+
+def _measure_share(memory) -> float:
+    from sim.memory.engine import run, run_mixed
+    from sim.memory.pim import attention_program
+
+    mp = memory.mapping()
+    program, _, _ = attention_program(memory, 4096, 128, "score", heads=2, row0=memory.organization["row"] // 2)
+    n = 20_000
+    stream = mp.decode_many(np.arange(n * memory.channels, dtype=np.int64) * memory.burst_bytes)
+    coords = stream[stream[:, 0] == 0][:n]
+    alone = run(memory.spec(), np.zeros(n, np.int64), np.zeros(n, bool), coords, refresh=memory.refresh)
+    res = run_mixed(memory.spec(pim=True), program, np.zeros(n, np.int64), np.zeros(n, bool), coords,
+                    refresh=memory.refresh)
+    served = int(np.sum((res.result.done_cycle >= 0) & (res.result.done_cycle <= res.pim_cycles)))
+    return float(served * memory.burst_bytes / res.pim_cycles / (n * memory.burst_bytes / alone.cycles))
+
+
+def pim_mha_seconds(system: SystemConfig, template: Op, lengths: np.ndarray, channels: np.ndarray) -> tuple[float, float, float]:
+    """(MHA seconds, PIM part, softmax part) of one layer for these requests on PIM."""
+    from sim.memory.pim import run_attention_batch
+    from sim.npu.vector import vector_cycles
+
+    memory = system.memory()
+    npu = system.npu_config()
+    e = template.extra
+    hkv, d, g = int(e["kv_heads"]), int(e["head_dim"]), int(e["heads"]) // int(e["kv_heads"])
+    if len(lengths) == 0:
+        return 0.0, 0.0, 0.0
+    res = run_attention_batch(memory, lengths.tolist(), channels.tolist(), d, hkv * g)
+    mem_hz = memory.freq_hz
+    npu_hz = npu.freq_mhz * 1e6
+    soft = {int(L): vector_cycles(npu, "softmax", hkv * g, int(L)).cycles / npu_hz for L in np.unique(lengths)}
+    per_channel = dict.fromkeys(res.channel_cycles, 0.0)
+    for L, c in zip(lengths, channels):
+        per_channel[int(c)] += soft[int(L)]
+    total = max(res.channel_cycles[c] / mem_hz + per_channel[c] for c in res.channel_cycles)
+    # the vector units themselves: all softmaxes at most ``units`` at a time
+    units_bound = sum(soft[int(L)] for L in lengths) / npu.vector.units
+    return max(total, units_bound), res.cycles / mem_hz, sum(per_channel.values())
+
+
+def stage_times(system: SystemConfig, model: str, batch: Batch, channels: np.ndarray, tp: int, layers: int | None,
+                bandwidth_share: float = 1.0) -> tuple[Stages, int, Op | None]:
+    """Stages of one (sub-)batch: the requests in ``batch`` (channels already assigned)."""
+    from sim.trace.tracer import capture
+
+    mean_len = max(1, int(round(float(batch.lengths.mean())))) - 1   # cached tokens; the trace adds one
+    trace = capture(model, phase="decode", batch=batch.size, seq_len=max(1, mean_len), layers=layers, tp=tp)
+    pre, att, post, head, tail, n_layers = split_layer(trace)
+    npu = system.npu_config() if system.accelerator == "npu" else None
+    if system.accelerator == "gpu":
+        raise NotImplementedError("gpu-only decode iterations run through sim.gpu")
+    qkv_s = _npu_seconds(npu, pre, bandwidth_share)
+    post_s = _npu_seconds(npu, post, bandwidth_share)
+    head_s = _npu_seconds(npu, [dataclasses.replace(op, repeat=1) for op in head])
+    tail_s = _npu_seconds(npu, [dataclasses.replace(op, repeat=1) for op in tail])
+    mha = pim = soft = 0.0
+    if att is not None:
+        if system.pim is None:
+            mha = _npu_seconds(npu, attention_ops(att, batch.lengths))
+        else:
+            mha, pim, soft = pim_mha_seconds(system, att, batch.lengths, channels)
+    return Stages(qkv_s, mha, post_s, head_s, tail_s, pim, soft), n_layers, att
+
+
+# ------------------------------------------------------------------------------------ iteration
+def split_sub_batches(lengths: np.ndarray, channels: np.ndarray, cost: dict[int, int]) -> np.ndarray:
+    """Mask of the first sub-batch: requests dealt so that both halves have about the same number
+    of requests and the same PIM work on every channel (largest first to the lighter half)."""
+    first = np.zeros(len(lengths), bool)
+    for ch in np.unique(channels):
+        idx = np.flatnonzero(channels == ch)
+        idx = idx[np.argsort(-np.array([cost[int(lengths[i])] for i in idx]), kind="stable")]
+        loads = [0, 0]
+        counts = [0, 0]
+        for i in idx:
+            side = 0 if (loads[0], counts[0]) <= (loads[1], counts[1]) else 1
+            first[i] = side == 0
+            loads[side] += cost[int(lengths[i])]
+            counts[side] += 1
+    return first
+
+
+def _overlap(pim_s: float, npu_alone_s: float, npu_shared_s: float) -> float:
+    """A stage where PIM and NPU work at once: the NPU progresses at the shared rate while PIM
+    runs and at full rate after it."""
+    if npu_shared_s <= pim_s or npu_alone_s == 0:
+        return max(pim_s, npu_shared_s)
+    rate = npu_alone_s / npu_shared_s
+    return pim_s + npu_alone_s - pim_s * rate
+
+
+def decode_iteration(system: SystemConfig, model: str, batch: Batch, tp: int = 1, layers: int | None = None,
+                     sub_batch: bool | None = None) -> IterationResult:
+    """One decode step of every request in ``batch`` on ``system`` (see the module doc)."""
+    from sim.systems.channels import assign_channels, request_pim_cycles
+
+    use_sub = system.sub_batch if sub_batch is None else sub_batch
+    if use_sub and system.pim is None:
+        from sim.errors import LlmsimError
+
+        raise LlmsimError(f"--sub-batch: on needs a system with PIM ({system.name} has none)")
+    npu = system.npu_config()
+    freq = npu.freq_mhz * 1e6
+    channels = np.zeros(batch.size, np.int64)
+    meta: dict[str, Any] = {"lengths": batch.source, "mean_len": float(batch.lengths.mean()), "tp": tp}
+    head_dim = heads = 0
+    if system.pim is not None:
+        from sim.trace.tracer import capture
+
+        probe = capture(model, phase="decode", batch=1, seq_len=1, layers=1, tp=tp)
+        att = next(op for op in probe.ops if op.op_class == "attention")
+        head_dim, heads = int(att.extra["head_dim"]), int(att.extra["heads"])
+        memory = system.memory()
+        channels = assign_channels(system.channel_assignment, batch.lengths, memory.channels, memory, head_dim,
+                                   heads, batch.channels)
+        meta["channel_assignment"] = "pinned (ch_idx)" if batch.channels is not None else system.channel_assignment
+    if not use_sub:
+        st, n, _ = stage_times(system, model, batch, channels, tp, layers)
+        layer = st.qkv + st.mha + st.post
+        total = st.head + n * layer + st.tail
+        stages = {"head": st.head, "qkv": st.qkv * n, "mha": st.mha * n, "proj_ffn": st.post * n, "tail": st.tail}
+        util = {"pim_busy": st.mha_pim * n / total if total else 0.0}
+        meta["per_layer"] = {"qkv": st.qkv, "mha": st.mha, "proj_ffn": st.post, "mha_pim": st.mha_pim}
+        return IterationResult(system.name, model, batch.size, n, total, freq, stages, False, util, meta)
+    # ---- sub-batch interleaving
+    cost = request_pim_cycles(system.memory(), batch.lengths, head_dim, heads)
+    first = split_sub_batches(batch.lengths, channels, cost)
+    halves = []
+    share = npu_bandwidth_share(system.memory())
+    for mask in (first, ~first):
+        b = Batch(batch.lengths[mask], None, batch.source)
+        alone, n, _ = stage_times(system, model, b, channels[mask], tp, layers)
+        shared, _, _ = stage_times(system, model, b, channels[mask], tp, layers, bandwidth_share=share)
+        halves.append((alone, shared))
+    (a1, s1), (a2, s2) = halves
+    A = a1.qkv
+    B = _overlap(a1.mha, a2.qkv, s2.qkv)
+    C = _overlap(a2.mha, a1.post + a1.qkv, s1.post + s1.qkv)
+    D = _overlap(a1.mha, a2.post + a2.qkv, s2.post + s2.qkv)
+    E = _overlap(a2.mha, a1.post, s1.post)
+    F = a2.post
+    total = a1.head + A + B + (C + D) * (n - 1) + E + F + a1.tail
+    stages = {"head": a1.head, "A": A, "B": B, "C": C * (n - 1), "D": D * (n - 1), "E": E, "F": F, "tail": a1.tail}
+    pim_busy = (a1.mha_pim + a2.mha_pim) * n
+    util = {"pim_busy": pim_busy / total if total else 0.0, "npu_bandwidth_share_beside_pim": share}
+    meta["sub_batches"] = [int(first.sum()), int((~first).sum())]
+    meta["per_layer"] = {"A": A, "B": B, "C": C, "D": D, "E": E, "F": F}
+    return IterationResult(system.name, model, batch.size, n, total, freq, stages, True, util, meta)
