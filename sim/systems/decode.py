@@ -214,19 +214,18 @@ def stage_times(system: SystemConfig, model: str, batch: Batch, channels: np.nda
 
 # ------------------------------------------------------------------------------------ iteration
 def split_sub_batches(lengths: np.ndarray, channels: np.ndarray, cost: dict[int, int]) -> np.ndarray:
-    """Mask of the first sub-batch: requests dealt so that both halves have about the same number
-    of requests and the same PIM work on every channel (largest first to the lighter half)."""
+    """Mask of the first sub-batch: requests, heaviest first, each to the half whose PIM work on
+    its channel is smaller (ties: the half with fewer requests), so both halves have about the same
+    work on every channel and about the same size."""
     first = np.zeros(len(lengths), bool)
-    for ch in np.unique(channels):
-        idx = np.flatnonzero(channels == ch)
-        idx = idx[np.argsort(-np.array([cost[int(lengths[i])] for i in idx]), kind="stable")]
-        loads = [0, 0]
-        counts = [0, 0]
-        for i in idx:
-            side = 0 if (loads[0], counts[0]) <= (loads[1], counts[1]) else 1
-            first[i] = side == 0
-            loads[side] += cost[int(lengths[i])]
-            counts[side] += 1
+    loads: dict[int, list[int]] = {}
+    counts = [0, 0]
+    for i in np.argsort(-np.array([cost[int(n)] for n in lengths]), kind="stable"):
+        ch_load = loads.setdefault(int(channels[i]), [0, 0])
+        side = 0 if (ch_load[0], counts[0]) <= (ch_load[1], counts[1]) else 1
+        first[i] = side == 0
+        ch_load[side] += cost[int(lengths[i])]
+        counts[side] += 1
     return first
 
 
@@ -264,7 +263,7 @@ def decode_iteration(system: SystemConfig, model: str, batch: Batch, tp: int = 1
         channels = assign_channels(system.channel_assignment, batch.lengths, memory.channels, memory, head_dim,
                                    heads, batch.channels)
         meta["channel_assignment"] = "pinned (ch_idx)" if batch.channels is not None else system.channel_assignment
-    if not use_sub:
+    if not use_sub or batch.size < 2:   # one request cannot be split
         st, n, _ = stage_times(system, model, batch, channels, tp, layers)
         layer = st.qkv + st.mha + st.post
         total = st.head + n * layer + st.tail
@@ -275,6 +274,8 @@ def decode_iteration(system: SystemConfig, model: str, batch: Batch, tp: int = 1
     # ---- sub-batch interleaving
     cost = request_pim_cycles(system.memory(), batch.lengths, head_dim, heads)
     first = split_sub_batches(batch.lengths, channels, cost)
+    if batch.size < 2:
+        return decode_iteration(system, model, batch, tp, layers, sub_batch=False)
     halves = []
     share = npu_bandwidth_share(system.memory())
     for mask in (first, ~first):
