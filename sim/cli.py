@@ -396,7 +396,16 @@ def hw(name, sets, as_json) -> None:
             for k, n in names:
                 click.echo(f"{k:<10} {n}")
         return
-    cfg = load_hw(name, list(sets) or None)
+    from sim.config.loader import load_yaml
+    from sim.config.paths import find_bundled
+
+    path = find_bundled("hw_configs", name, "hardware config")
+    if load_yaml(path).get("kind") == "system":
+        from sim.systems.config import load_system
+
+        cfg = load_system(str(path), list(sets) or None)
+    else:
+        cfg = load_hw(name, list(sets) or None)
     if as_json:
         _emit_json(cfg.model_dump())
     else:
