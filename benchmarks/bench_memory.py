@@ -52,7 +52,9 @@ def main() -> None:
 
 def fast_mode() -> None:
     """Row-granularity fast mode (sim.memory.fast.run_fast) against the engine on the same requests
-    (all-bank refresh, queue depth 32): seconds, speed-up and the cycles error."""
+    (all-bank refresh, queue depth 32): seconds (warm-up, best of 3), speed-up and the cycles error.
+    Target: >= 20x on the 400k stream. Five runs on the noisy shared 2-core machine gave fast
+    5.6-12.4 ms (5.3-5.6 ms when quiet), engine 213-323 ms, 24-58x; see docs/memory.md."""
     from sim.memory.fast import run_fast
 
     print(f"{'fast mode against engine':<36} {'engine s':>9} {'fast s':>8} {'speed-up':>8} {'cycles err':>10}")

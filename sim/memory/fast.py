@@ -37,7 +37,13 @@ enter the queue, finish or lose their row to a refresh (not by rescanning the qu
 whose ACT cannot beat the best so far (its ACT lower bound from the levels above its bank group)
 is not looked at further; the helpers are inlined (numba would otherwise count references to
 their array arguments on every call, atomically); one pass over the requests splits them by
-channel and forms the visits, into scratch arrays kept between calls.
+channel and forms the visits, into scratch arrays kept between calls (arrivals and directions are
+read through the channel order, not copied; equal arrivals are not read again). Within a column
+run, a stretch of bursts that every per-burst check would let go on (bursts left, no visit
+entering the queue, no refresh due, no other candidate able to go first -- a bound ``lim`` per run
+-- and no admission later than its slot) is sent in one step: done cycles and service cycles
+only. Issuing a command applies a precomputed list of (ready-table cell, latency) for that
+command and bank, not the constraint table's rules one by one.
 
 What is approximate (against :func:`sim.memory.engine.run`): requests to a row that are not
 consecutive in a channel's arrival order form separate visits (a later one is a row hit if the
@@ -74,47 +80,66 @@ class FastResult:
 
 
 @njit(cache=True)
-def _split_channels(arrive, is_write, coords, counts, cnt, order, sarr, sw, vs, vb, vr, vw, vnum):
-    """Stable counting sort of the requests by channel, reading ``coords`` once, in order. Fills
-    the channel start offsets ``cnt`` [channels + 1]; each request's index, arrival and direction
-    in channel order; and each channel's row visits (runs of consecutive requests to one bank and
-    row) from its start offset: first request (channel-relative), flat bank, row, writes, and their
-    number ``vnum``. The caller allocates the outputs: numpy reuses freed memory, where fresh
-    numba arrays of this size cost page faults on every call."""
+def _split_channels(is_write, coords, counts, cnt, order, vs, vb, vr, vw, vnum):
+    """Stable counting sort of the requests by channel, in order, a run of same-channel requests
+    at a time (its state in registers, not reloaded per request). Fills the channel start offsets
+    ``cnt`` [channels + 1]; each request's index in channel order (``order``: arrivals and
+    directions are read through it, not copied); and each channel's row visits (runs of
+    consecutive requests to one bank and row) from its start offset: first request
+    (channel-relative), flat bank, row, writes, and their number ``vnum``. The caller allocates the
+    outputs: numpy reuses freed memory, where fresh numba arrays of this size cost page faults on
+    every call."""
     n = coords.shape[0]
     B = counts.shape[0] - 1
     n_ch = cnt.shape[0] - 1
-    for i in range(n):
-        cnt[coords[i, 0] + 1] += 1
+    i = 0
+    while i < n:  # channel sizes, one run of same-channel requests at a time (no store-to-load chain)
+        c = coords[i, 0]
+        j = i + 1
+        while j < n and coords[j, 0] == c:
+            j += 1
+        cnt[c + 1] += j - i
+        i = j
     for c in range(n_ch):
         cnt[c + 1] += cnt[c]
     pos = cnt[:-1].copy()
     last_b = np.full(n_ch, -1, np.int64)
     last_r = np.full(n_ch, -1, np.int64)
     vnum[:] = 0
-    for i in range(n):
+    i = 0
+    while i < n:  # a run of same-channel requests, its state in registers
         c = coords[i, 0]
+        base = cnt[c]
         k = pos[c]
-        pos[c] = k + 1
-        b = 0
-        for lv in range(1, B + 1):
-            b = b * counts[lv] + coords[i, lv]
-        r = coords[i, B + 1]
-        if b != last_b[c] or r != last_r[c]:
-            x = cnt[c] + vnum[c]
-            vnum[c] += 1
-            vs[x] = k - cnt[c]
-            vb[x] = b
-            vr[x] = r
-            vw[x] = 0
-            last_b[c] = b
-            last_r[c] = r
-        w = is_write[i]
-        if w:
-            vw[cnt[c] + vnum[c] - 1] += 1
-        order[k] = i
-        sarr[k] = arrive[i]
-        sw[k] = w
+        nvc = vnum[c]
+        lb = last_b[c]
+        lr = last_r[c]
+        while True:
+            b = 0
+            for lv in range(1, B + 1):
+                b = b * counts[lv] + coords[i, lv]
+            r = coords[i, B + 1]
+            if b != lb or r != lr:
+                x = base + nvc
+                nvc += 1
+                vs[x] = k - base
+                vb[x] = b
+                vr[x] = r
+                vw[x] = 0
+                lb = b
+                lr = r
+            w = is_write[i]
+            if w:
+                vw[base + nvc - 1] += 1
+            order[k] = i
+            k += 1
+            i += 1
+            if i >= n or coords[i, 0] != c:
+                break
+        pos[c] = k
+        vnum[c] = nvc
+        last_b[c] = lb
+        last_r[c] = lr
 
 
 @njit(cache=True, inline="always")
@@ -129,44 +154,37 @@ def _ready_at(cmd, b, bank_nodes, level_offset, scope, ready):
 
 
 @njit(cache=True, inline="always")
-def _issue_at(cmd, b, t, bank_nodes, bank_xy, counts, level_offset, by_prev_ptr, by_prev_idx, c_level, c_next, c_lat,
-              c_window, c_sibling, ready, hist, hist_pos, hist_n):
-    """:func:`sim.memory.engine._issue` for a command to flat bank ``b`` (node indices looked up,
-    not recomputed from coordinates)."""
-    for j in range(by_prev_ptr[cmd], by_prev_ptr[cmd + 1]):
-        k = by_prev_idx[j]
+def _issue_at(cmd, b, t, n_banks, iss_ptr, iss_idx, iss_lat, win_ptr, win_idx, bank_nodes, level_offset, c_level,
+              c_next, c_lat, c_window, readyf, ready, hist, hist_pos, hist_n):
+    """:func:`sim.memory.engine._issue` for a command to flat bank ``b``: the window-1 rules as a
+    precomputed list of (ready-table cell, latency) for this command and bank (one entry per cell,
+    its largest latency; see :func:`_prepare`), then the window rules (tFAW ...) as the engine's."""
+    key = cmd * n_banks + b
+    for j in range(iss_ptr[key], iss_ptr[key + 1]):
+        v = t + iss_lat[j]
+        f = iss_idx[j]
+        if v > readyf[f]:
+            readyf[f] = v
+    for j in range(win_ptr[cmd], win_ptr[cmd + 1]):
+        k = win_idx[j]
         lv = c_level[k]
         node = bank_nodes[b, lv]
-        nxt = c_next[k]
-        if c_window[k] > 1:
-            w = c_window[k]
-            pos = hist_pos[k, node]
-            hist[k, node, pos] = t
-            hist_pos[k, node] = (pos + 1) % w
-            if hist_n[k, node] < w:
-                hist_n[k, node] += 1
-            if hist_n[k, node] == w:
-                v = hist[k, node, hist_pos[k, node]] + c_lat[k]
-                row = level_offset[lv] + node
-                if v > ready[row, nxt]:
-                    ready[row, nxt] = v
-            continue
-        v = t + c_lat[k]
-        if c_sibling[k] == 1:
-            x = bank_xy[b, lv]
-            base = level_offset[lv] + node - x
-            for s in range(counts[lv]):
-                if s != x and v > ready[base + s, nxt]:
-                    ready[base + s, nxt] = v
-        else:
+        w = c_window[k]
+        pos = hist_pos[k, node]
+        hist[k, node, pos] = t
+        hist_pos[k, node] = (pos + 1) % w
+        if hist_n[k, node] < w:
+            hist_n[k, node] += 1
+        if hist_n[k, node] == w:
+            v = hist[k, node, hist_pos[k, node]] + c_lat[k]
             row = level_offset[lv] + node
-            if v > ready[row, nxt]:
-                ready[row, nxt] = v
+            if v > ready[row, c_next[k]]:
+                ready[row, c_next[k]] = v
 
 
 @njit(cache=True, inline="always")
-def _next_of(pos, vend, want_write, iw):
-    while pos < vend and iw[pos] != want_write:
+def _next_of(pos, vend, want_write, is_write, ordc):
+    while pos < vend and is_write[ordc[pos]] != want_write:
         pos += 1
     return pos
 
@@ -190,9 +208,10 @@ def _drop_active(v, act_list, n_act):
 
 
 @njit(cache=True)
-def _run_fast(sarr, sw, v_first, v_bank, v_row, v_writes, vnum, order, bounds, counts, level_offset, c_level, c_next, c_lat, c_window,
-              c_sibling, by_prev_ptr, by_prev_idx, scope, roles, ref_level, timing, bank_nodes, bank_coord, common,
-              cross, n_rp, n_rfcpb, n_rcd, queue_depth, closed_page, refresh_mode, done):
+def _run_fast(arrive, is_write, v_first, v_bank, v_row, v_writes, vnum, order, bounds, counts, level_offset, c_level, c_next, c_lat, c_window,
+              c_sibling, by_prev_ptr, by_prev_idx, scope, roles, ref_level, timing, bank_nodes, common,
+              cross, iss_ptr, iss_idx, iss_lat, win_ptr, win_idx, n_rp, n_rfcpb, n_rcd, queue_depth, closed_page,
+              refresh_mode, done):
     """All channels, one after the other. Returns (last data end, row visits)."""
     act, pre, prea, rd, wr, rda, wra, refab, refpb = (roles[0], roles[1], roles[2], roles[3], roles[4], roles[5],
                                                       roles[6], roles[7], roles[8])
@@ -203,7 +222,10 @@ def _run_fast(sarr, sw, v_first, v_bank, v_row, v_writes, vnum, order, bounds, c
     ref_nodes = level_offset[ref_level + 1] - level_offset[ref_level]
     banks_per_ref = n_banks // ref_nodes
     Q = queue_depth
+    a0 = arrive[0]
+    same_arrival = arrive[arrive.shape[0] - 1] == a0   # sorted: every request arrives at a0 (not read again)
     ready, hist, hist_pos, hist_n = _timing_state(level_offset, n_cmds, c_level.shape[0])
+    readyf = ready.reshape(ready.size)          # the same table, flat (cell = row * commands + command)
     open_row = np.full(n_banks, -1, np.int64)
     bank_act = np.full(n_banks, -1, np.int64)   # the active visit on each bank
     head = np.full(n_banks, -1, np.int64)       # each bank's oldest unfinished visit in the queue
@@ -256,8 +278,7 @@ def _run_fast(sarr, sw, v_first, v_bank, v_row, v_writes, vnum, order, bounds, c
         ref_bank[:] = 0
         # ---- visits: runs of consecutive requests to one bank and row
         nv = vnum[ch]
-        arr = sarr[lo_r:lo_r + n]
-        iw = sw[lo_r:lo_r + n]
+        ordc = order[lo_r:lo_r + n]   # channel position -> request
         vbank = v_bank[lo_r:lo_r + nv]
         vrow = v_row[lo_r:lo_r + nv]
         vwrites = v_writes[lo_r:lo_r + nv]
@@ -282,8 +303,8 @@ def _run_fast(sarr, sw, v_first, v_bank, v_row, v_writes, vnum, order, bounds, c
                 rcur[v] = ve
                 wcur[v] = vs
             else:
-                rcur[v] = _next_of(vs, ve, False, iw)
-                wcur[v] = _next_of(vs, ve, True, iw)
+                rcur[v] = _next_of(vs, ve, False, is_write, ordc)
+                wcur[v] = _next_of(vs, ve, True, is_write, ordc)
         served = 0
         lo = 0            # oldest unfinished visit
         n_act = 0
@@ -327,7 +348,7 @@ def _run_fast(sarr, sw, v_first, v_bank, v_row, v_writes, vnum, order, bounds, c
                                 lb = r_
                         if lb > re or (lb == re and first > vstart[rv]):
                             continue
-                    e = arr[first]
+                    e = a0 if same_arrival else arrive[ordc[first]]
                     if first >= Q and served_t[first - Q] + 1 > e:
                         e = served_t[first - Q] + 1
                     p = np.int64(-1)
@@ -364,7 +385,7 @@ def _run_fast(sarr, sw, v_first, v_bank, v_row, v_writes, vnum, order, bounds, c
                             cgate = pos - Q + 1
                         continue
                     t = _ready_at(wr if w else rd, b, bank_nodes, level_offset, scope, ready)
-                    adm = arr[pos]
+                    adm = a0 if same_arrival else arrive[ordc[pos]]
                     if pos >= Q and served_t[pos - Q] + 1 > adm:
                         adm = served_t[pos - Q] + 1
                     if adm > t:
@@ -451,11 +472,10 @@ def _run_fast(sarr, sw, v_first, v_bank, v_row, v_writes, vnum, order, bounds, c
                 b = vbank[v]
                 if open_row[b] != vrow[v]:
                     if open_row[b] != -1:
-                        _issue_at(pre, b, rp, bank_nodes, bank_coord, counts, level_offset, by_prev_ptr,
-                                  by_prev_idx, c_level, c_next, c_lat, c_window, c_sibling, ready, hist, hist_pos,
-                                  hist_n)
-                    _issue_at(act, b, re, bank_nodes, bank_coord, counts, level_offset, by_prev_ptr, by_prev_idx,
-                              c_level, c_next, c_lat, c_window, c_sibling, ready, hist, hist_pos, hist_n)
+                        _issue_at(pre, b, rp, n_banks, iss_ptr, iss_idx, iss_lat, win_ptr, win_idx, bank_nodes,
+                                  level_offset, c_level, c_next, c_lat, c_window, readyf, ready, hist, hist_pos, hist_n)
+                    _issue_at(act, b, re, n_banks, iss_ptr, iss_idx, iss_lat, win_ptr, win_idx, bank_nodes,
+                              level_offset, c_level, c_next, c_lat, c_window, readyf, ready, hist, hist_pos, hist_n)
                     open_row[b] = vrow[v]
                 vstate[v] = 1
                 bank_act[b] = v
@@ -486,11 +506,47 @@ def _run_fast(sarr, sw, v_first, v_bank, v_row, v_writes, vnum, order, bounds, c
                 m += 1
             lat = (n_cwl if w else n_cl) + n_bl
             mixed = vwrites[v] != 0 and vwrites[v] != ve - vstart[v]
+            # lim: while the next burst goes s after the last and no later than lim, no other candidate
+            # can go first (exact: those that could are checked one by one past it)
+            lim = _BIG
+            for k in range(m):
+                if k != ci:
+                    y = 1 if cand_p[k] >= ve else 0   # younger than every burst of this run
+                    if cand_x[k] - 1 + y < s and cand_t[k] - 1 + y < lim:
+                        lim = cand_t[k] - 1 + y
             c = cc
             pos = cand_p[ci]
             n_run = 0
+            i = ordc[pos]
             while True:
-                i = order[lo_r + pos]
+                if not mixed and (served == 0 or served_t[served - 1] <= c):
+                    # a stretch of K bursts, each s after the last, that the checks below would all
+                    # let go on, in one step: the visit has bursts left, no visit enters the queue
+                    # (gate, cgate), no refresh or other candidate comes first (tref, lim), and no
+                    # request's admission is later than its slot (the queue's: its service lies
+                    # among the sorted ones, all <= c, as c appends; the arrival: checked)
+                    K = ve - pos - 1
+                    if gate - served - 1 < K:
+                        K = gate - served - 1
+                    if cgate - served - 1 < K:
+                        K = cgate - served - 1
+                    cap = min(tref - 1, lim) - c
+                    if cap < K * s:
+                        K = cap // s
+                    if not same_arrival:
+                        for j in range(1, K + 1):
+                            if arrive[ordc[pos + j]] > c + j * s:
+                                K = j - 1
+                                break
+                    if K > 0:
+                        for j in range(K):
+                            done[ordc[pos + j]] = c + lat
+                            served_t[served + j] = c
+                            c += s
+                        served += K
+                        n_run += K
+                        pos += K
+                        i = ordc[pos]
                 done[i] = c + lat
                 k = served
                 while k > 0 and served_t[k - 1] > c:
@@ -501,13 +557,13 @@ def _run_fast(sarr, sw, v_first, v_bank, v_row, v_writes, vnum, order, bounds, c
                 n_run += 1
                 pos += 1
                 if mixed:
-                    pos = _next_of(pos, ve, w, iw)
+                    pos = _next_of(pos, ve, w, is_write, ordc)
                 if pos >= ve or pos >= served + Q or served >= cgate:
                     break
                 if served >= gate:  # visits enter the queue: none can use the column bus before
                     dirty = True    # its admission (a row hit) or its ACT plus tRCD
                     while wend < nv and vstart[wend] < served + Q and m < n_cand:
-                        a_n = arr[vstart[wend]]
+                        a_n = a0 if same_arrival else arrive[ordc[vstart[wend]]]
                         if vstart[wend] >= Q and served_t[vstart[wend] - Q] + 1 > a_n:
                             a_n = served_t[vstart[wend] - Q] + 1
                         if open_row[vbank[wend]] != vrow[wend]:
@@ -516,6 +572,9 @@ def _run_fast(sarr, sw, v_first, v_bank, v_row, v_writes, vnum, order, bounds, c
                         cand_p[m] = vstart[wend]
                         L = common[b, vbank[wend]]
                         cand_x[m] = min(cross[cmd, rd, L], cross[cmd, wr, L])
+                        y = 1 if cand_p[m] >= ve else 0
+                        if cand_x[m] - 1 + y < s and cand_t[m] - 1 + y < lim:
+                            lim = cand_t[m] - 1 + y
                         m += 1
                         if head[vbank[wend]] == -1:
                             head[vbank[wend]] = wend
@@ -526,25 +585,27 @@ def _run_fast(sarr, sw, v_first, v_bank, v_row, v_writes, vnum, order, bounds, c
                     if wend < nv and vstart[wend] < served + Q:
                         break
                     gate = vstart[wend] - Q + 1 if wend < nv else _BIG
+                i = ordc[pos]
                 cn = c + s
-                adm = arr[pos]
+                adm = a0 if same_arrival else arrive[i]
                 if pos >= Q and served_t[pos - Q] + 1 > adm:
                     adm = served_t[pos - Q] + 1
                 if adm > cn:
                     cn = adm
                 if cn >= tref:
                     break
-                go = True
-                for k in range(m):
-                    if k != ci:
-                        tk = c + cand_x[k]
-                        if cand_t[k] > tk:
-                            tk = cand_t[k]
-                        if cn > tk or (cn == tk and cand_p[k] < pos):
-                            go = False
-                            break
-                if not go:
-                    break
+                if cn != c + s or cn > lim:
+                    go = True
+                    for k in range(m):
+                        if k != ci:
+                            tk = c + cand_x[k]
+                            if cand_t[k] > tk:
+                                tk = cand_t[k]
+                            if cn > tk or (cn == tk and cand_p[k] < pos):
+                                go = False
+                                break
+                    if not go:
+                        break
                 c = cn
             if w:
                 wcur[v] = pos
@@ -557,8 +618,8 @@ def _run_fast(sarr, sw, v_first, v_bank, v_row, v_writes, vnum, order, bounds, c
             issue_cmd = cmd
             if closed_page and finished:
                 issue_cmd = wra if w else rda
-            _issue_at(issue_cmd, b, c, bank_nodes, bank_coord, counts, level_offset, by_prev_ptr, by_prev_idx,
-                      c_level, c_next, c_lat, c_window, c_sibling, ready, hist, hist_pos, hist_n)
+            _issue_at(issue_cmd, b, c, n_banks, iss_ptr, iss_idx, iss_lat, win_ptr, win_idx, bank_nodes, level_offset,
+                      c_level, c_next, c_lat, c_window, readyf, ready, hist, hist_pos, hist_n)
             if finished:
                 vstate[v] = 2
                 skip[v] = v + 1
@@ -611,7 +672,40 @@ def _prepare(spec: DramSpec):
     for cmd in (r[3], r[4]):  # back to back to one bank: at least a cycle (command bus)
         cross[cmd, cmd, B] = max(cross[cmd, cmd, B], 1)
     n_rcd = min(cross[r[0], r[3], B], cross[r[0], r[4], B])  # ACT to a column command, same bank
-    return tab, bank_nodes, bank_coord, common, cross, int(spec.t("nRP")), int(spec.t("nRFCpb")), int(n_rcd)
+    # what issuing each command to each bank does to the ready table, for _issue_at: the window-1
+    # rules as (flat cell, latency), siblings spread to their cells, one entry per cell with its
+    # largest latency (the table only keeps maxima); the window rules listed per command
+    iss_ptr = np.zeros(n_cmds * n_banks + 1, np.int64)
+    iss_idx: list[int] = []
+    iss_lat: list[int] = []
+    for cmd in range(n_cmds):
+        ks = tab.by_prev_idx[tab.by_prev_ptr[cmd]:tab.by_prev_ptr[cmd + 1]]
+        for b in range(n_banks):
+            cells: dict[int, int] = {}
+            for k in ks:
+                if tab.c_window[k] > 1:
+                    continue
+                lv = int(tab.c_level[k])
+                node = int(bank_nodes[b, lv])
+                if tab.c_sibling[k] == 1:
+                    x = int(bank_coord[b, lv])
+                    rows = [int(tab.level_offset[lv]) + node - x + s for s in range(int(counts[lv])) if s != x]
+                else:
+                    rows = [int(tab.level_offset[lv]) + node]
+                for row in rows:
+                    f = row * n_cmds + int(tab.c_next[k])
+                    cells[f] = max(cells.get(f, int(tab.c_lat[k])), int(tab.c_lat[k]))
+            iss_idx += list(cells)
+            iss_lat += list(cells.values())
+            iss_ptr[cmd * n_banks + b + 1] = len(iss_idx)
+    win_ptr = np.zeros(n_cmds + 1, np.int64)
+    win_idx: list[int] = []
+    for cmd in range(n_cmds):
+        ks = tab.by_prev_idx[tab.by_prev_ptr[cmd]:tab.by_prev_ptr[cmd + 1]]
+        win_idx += [int(k) for k in ks if tab.c_window[k] > 1]
+        win_ptr[cmd + 1] = len(win_idx)
+    issue = (iss_ptr, np.array(iss_idx, np.int64), np.array(iss_lat, np.int64), win_ptr, np.array(win_idx, np.int64))
+    return tab, bank_nodes, common, cross, issue, int(spec.t("nRP")), int(spec.t("nRFCpb")), int(n_rcd)
 
 
 _CACHE: dict[int, tuple] = {}
@@ -633,13 +727,13 @@ _SCRATCH_MAX = 1 << 22  # requests: larger runs allocate their scratch afresh ra
 
 def _scratch(n: int):
     """Per-request scratch arrays for :func:`_split_channels`, kept between calls (per thread) so a
-    repeated run does not pay page faults on fresh memory: int64 x 6 and bool, each of length n."""
+    repeated run does not pay page faults on fresh memory: int64 x 5, each of length n."""
     if n > _SCRATCH_MAX:
-        return [np.empty(n, np.int64) for _ in range(6)] + [np.empty(n, np.bool_)]
+        return [np.empty(n, np.int64) for _ in range(5)]
     buf = getattr(_SCRATCH, "buf", None)
     if buf is None or buf[0].shape[0] < n:
         size = max(n, 1024)
-        buf = [np.empty(size, np.int64) for _ in range(6)] + [np.empty(size, np.bool_)]
+        buf = [np.empty(size, np.int64) for _ in range(5)]
         _SCRATCH.buf = buf
     return [b[:n] for b in buf]
 
@@ -651,7 +745,7 @@ def run_fast(spec: DramSpec, arrive: np.ndarray, is_write: np.ndarray, coords: n
     ``done_cycle`` holds, per request, the model's cycle its data transfer ends (its column
     command's time plus CL/CWL and nBL); ``cycles`` is their maximum.
     """
-    tab, bank_nodes, bank_coord, common, cross, n_rp, n_rfcpb, n_rcd = _tables(spec)
+    tab, bank_nodes, common, cross, issue, n_rp, n_rfcpb, n_rcd = _tables(spec)
     arrive = np.asarray(arrive, np.int64)
     is_write = np.asarray(is_write, np.bool_)
     coords = np.asarray(coords, np.int64)
@@ -661,19 +755,18 @@ def run_fast(spec: DramSpec, arrive: np.ndarray, is_write: np.ndarray, coords: n
     if page_policy not in ("open", "closed"):
         raise ValueError(f"unknown page policy {page_policy!r}")
     refresh_mode = {"none": 0, "all_bank": 1, "per_bank": 2}[refresh]
-    done = np.full(n, -1, np.int64)
     if n == 0:
-        return FastResult(0, done, 0)
+        return FastResult(0, np.zeros(0, np.int64), 0)
+    done = np.empty(n, np.int64)  # every request is served: _run_fast fills it
     r = tab.roles
     if refresh_mode == 1 and (r[1] < 0 or r[2] < 0 or r[7] < 0):
         raise ValueError("standard has no all-bank refresh")
     bounds = np.zeros(int(spec.counts[0]) + 1, np.int64)
-    order, sarr, vs, vb, vr, vw, sw = _scratch(n)
+    order, vs, vb, vr, vw = _scratch(n)
     vnum = np.empty(bounds.shape[0] - 1, np.int64)
-    _split_channels(arrive, is_write, coords, tab.counts, bounds, order, sarr, sw, vs, vb, vr, vw, vnum)
-    end, visits = _run_fast(sarr, sw, vs, vb, vr, vw, vnum, order, bounds, tab.counts, tab.level_offset, tab.c_level,
+    _split_channels(is_write, coords, tab.counts, bounds, order, vs, vb, vr, vw, vnum)
+    end, visits = _run_fast(arrive, is_write, vs, vb, vr, vw, vnum, order, bounds, tab.counts, tab.level_offset, tab.c_level,
                             tab.c_next, tab.c_lat, tab.c_window, tab.c_sibling, tab.by_prev_ptr, tab.by_prev_idx,
-                            tab.scope, tab.roles, tab.ref_level, tab.timing, bank_nodes, bank_coord, common, cross,
-                            n_rp, n_rfcpb,
-                            n_rcd, int(queue_depth), page_policy == "closed", refresh_mode, done)
+                            tab.scope, tab.roles, tab.ref_level, tab.timing, bank_nodes, common, cross, *issue,
+                            n_rp, n_rfcpb, n_rcd, int(queue_depth), page_policy == "closed", refresh_mode, done)
     return FastResult(cycles=int(end), done_cycle=done, row_visits=int(visits))
