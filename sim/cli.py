@@ -161,6 +161,10 @@ def simulate(system, hw_name, sets, trace_file, gemm, lengths_file, requests_fro
     from sim.systems.config import load_system
 
     sysconf = load_system(system)
+    if sysconf.accelerator == "gpu" and not (lengths_file or requests_from) and (
+            trace_file or gemm or kw.get("phase") == "prefill"):
+        _simulate_gpu_ops(sysconf, gpu_name, sets, trace_file, gemm, top, as_json, kw)
+        return
     batch_mode = bool(lengths_file or requests_from or sysconf.pim is not None or sysconf.accelerator == "gpu"
                       or sub_batch)
     if batch_mode:
@@ -214,6 +218,35 @@ def simulate(system, hw_name, sets, trace_file, gemm, lengths_file, requests_fro
     _print_simulation(res, tr, top)
     if timeline:
         click.echo(f"wrote timeline {timeline}")
+
+
+def _simulate_gpu_ops(sysconf, gpu_name, sets, trace_file, gemm, top, as_json, kw) -> None:
+    """gpu-only op by op: a traced model (prefill or decode, uniform batch), a trace file or a GEMM."""
+    from sim.config.hardware import GpuConfig, load_hw
+    from sim.gpu.model import gemm_op, simulate_trace_gpu
+    from sim.trace.schema import Trace
+
+    gpu = load_hw(gpu_name or sysconf.gpu, list(sets) or None)
+    if not isinstance(gpu, GpuConfig):
+        raise LlmsimError(f"--gpu: expected a GPU config, found kind {gpu.kind!r}")
+    if gemm:
+        if min(gemm) < 1:
+            raise LlmsimError(f"--gemm: expected three positive integers, found {' '.join(map(str, gemm))}")
+        tr = Trace(meta={"model": f"gemm {gemm[0]}x{gemm[1]}x{gemm[2]}"}, ops=[gemm_op(*gemm)])
+    elif trace_file:
+        from sim.trace import load_trace
+
+        tr = load_trace(trace_file)
+    else:
+        if not kw.get("model"):
+            raise LlmsimError("--model: required (expected a zoo model name, or --trace FILE, or --gemm M K N)")
+        tr = _capture_from(kw)
+    res = simulate_trace_gpu(gpu, tr, system=sysconf.name)
+    if as_json:
+        _emit_json(res.to_json())
+        return
+    for line in res.summary_lines(top):
+        click.echo(line)
 
 
 def _simulate_batch(sysconf, lengths_file, requests_from, sub_batch, gpu_name, as_json, kw) -> None:

@@ -114,3 +114,21 @@ def test_simulate_batch_cli_json(tmp_path):
     for key in ("time_s", "cycles", "tokens_per_s", "stages"):
         assert key in d
     assert d["batch"] == 4 and d["tokens_per_s"] == pytest.approx(4 / d["time_s"])
+
+
+def test_gpu_only_iteration_and_prefill_cli(tmp_path):
+    csv = tmp_path / "b.csv"
+    csv.write_text("seq_len\n" + "\n".join(str(x) for x in (50, 400, 900, 120)) + "\n")
+    outs = {}
+    for gpu in ("a100", "h200"):
+        out = run_cli("simulate", "--system", "gpu-only", "--gpu", gpu, "--model", "gpt3-7b", "--tp", "4",
+                      "--layers", "1", "--lengths", str(csv), "--json")
+        assert out.returncode == 0, out.stderr
+        outs[gpu] = json.loads(out.stdout)
+        assert outs[gpu]["tokens_per_s"] == pytest.approx(4 / outs[gpu]["time_s"])
+    assert outs["h200"]["time_s"] < outs["a100"]["time_s"]
+    out = run_cli("simulate", "--system", "gpu-only", "--model", "llama2-7b", "--phase", "prefill", "--batch", "1",
+                  "--seq-len", "64", "--layers", "1", "--json")
+    assert out.returncode == 0, out.stderr
+    d = json.loads(out.stdout)
+    assert d["device"] == "h100" and d["time_s"] > 0 and "gemm" in d["by_class"]

@@ -51,6 +51,22 @@ class MeasuredCeilings(Strict):
     vector_tflops: dict[DType, PositiveFloat] = Field(default_factory=dict)
 
 
+class GpuModelParams(Strict):
+    """Constants of the GPU device model (``sim/gpu``): dimensionless efficiencies and fixed costs.
+
+    Fitted by ``python -m sim.gpu.fit`` on measured rows; a device without measurements carries
+    another device's dimensionless values (its YAML says which)."""
+
+    kernel_overhead_us: float = Field(ge=0.0, description="fixed time of every kernel (launch, prologue, sync)")
+    memory_latency_us: float = Field(0.0, ge=0.0, description="fixed ramp / tail time of a kernel's HBM stream")
+    bw_efficiency: float = Field(gt=0.0, le=1.0, description="share of the datasheet HBM bandwidth a stream sustains")
+    compute_efficiency: float = Field(gt=0.0, le=1.0, description="share of the datasheet matrix peak an 8192^3 "
+                                                                  "GEMM reaches (measured where the device has it)")
+    tile_fill_k: float = Field(0.0, ge=0.0, description="per-tile prologue / epilogue cost, in K elements of "
+                                                        "main loop")
+    source: str
+
+
 class GpuConfig(Strict):
     kind: Literal["gpu"]
     name: str
@@ -67,6 +83,7 @@ class GpuConfig(Strict):
     )
     kernel_overhead_us: float = Field(0.0, ge=0.0, description="fixed time added to every kernel")
     measured: MeasuredCeilings | None = None
+    model: GpuModelParams | None = Field(None, description="fitted constants of the GPU device model (sim/gpu)")
 
     def ceilings(self, measured: bool = True) -> Ceilings:
         mm = {k: v * 1e12 for k, v in self.compute.matmul_tflops.items()}

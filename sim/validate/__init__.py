@@ -4,4 +4,5 @@ SUITES = {
     "h200-linear": "sim.validate.h200_linear",
     "memory": "sim.validate.memory",
     "npu": "sim.validate.npu",
+    "gpu": "sim.validate.gpu",
 }

@@ -1,0 +1,53 @@
+"""A decode iteration of a batch of requests (each its own context length) on one GPU: the model's
+ops as traced, attention as one variable-length kernel whose FLOPs and bytes are the sum over the
+requests (:func:`sim.systems.decode.attention_ops`), kernels one after another on the GPU model
+(:mod:`sim.gpu.model`)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from sim.config.hardware import GpuConfig, load_hw
+from sim.errors import LlmsimError
+from sim.systems.decode import IterationResult
+from sim.systems.requests import Batch
+from sim.trace.schema import Trace
+
+
+def gpu_decode_iteration(system, gpu_name: str, model: str, batch: Batch, tp: int = 1,
+                         layers: int | None = None) -> IterationResult:
+    from sim.gpu.model import simulate_trace_gpu
+    from sim.systems.decode import attention_ops
+    from sim.trace.tracer import capture
+
+    gpu = load_hw(gpu_name)
+    if not isinstance(gpu, GpuConfig):
+        raise LlmsimError(f"--gpu: expected a GPU config, found kind {gpu.kind!r}")
+    mean_len = max(1, int(round(float(batch.lengths.mean()))) - 1)
+    trace = capture(model, phase="decode", batch=batch.size, seq_len=mean_len, layers=layers, tp=tp)
+    # a GPU runs the batch's attention as one variable-length kernel (FlashAttention varlen, paged
+    # attention): one op, traced at the mean length, carrying the exact FLOPs and bytes of every
+    # request's own length
+    ops = []
+    for op in trace.ops:
+        if op.op_class == "attention":
+            parts = attention_ops(op, batch.lengths)
+            ops.append(dataclasses.replace(
+                op, flops=sum(a.flops for a in parts), bytes_activation=sum(a.bytes_activation for a in parts),
+                bytes_kv_read=sum(a.bytes_kv_read for a in parts),
+                extra=dict(op.extra, varlen=True, kv_len_max=int(batch.lengths.max()))))
+        else:
+            ops.append(op)
+    res = simulate_trace_gpu(gpu, Trace(meta=dict(trace.meta), ops=ops), system=system.name)
+    n_layers = sum(op.repeat for op in trace.ops if op.op_class == "attention")
+    stages = dict(res.by_class)
+    meta = {"gpu": gpu.name, "lengths": batch.source, "mean_len": float(batch.lengths.mean()), "tp": tp}
+    freq = gpu.boost_freq_mhz * 1e6
+    return IterationResult(system.name, model, batch.size, n_layers, res.time_s, freq, stages, False,
+                           dict(res.utilization), meta)
+
+
+def uniform_batch(batch: int, seq_len: int) -> Batch:
+    return Batch(np.full(batch, seq_len + 1, np.int64), None, f"uniform: {batch} requests of {seq_len} cached tokens")
