@@ -5,4 +5,5 @@ SUITES = {
     "memory": "sim.validate.memory",
     "npu": "sim.validate.npu",
     "gpu": "sim.validate.gpu",
+    "neupims": "sim.validate.neupims",
 }

@@ -1,0 +1,62 @@
+"""`llmsim validate neupims`: the layer-level reference run of NeuPIMs' public C++ simulator.
+
+Reference (``../shared/reference/neupims.md``, measured 2026-11-28): GPT-3 7B at tensor
+parallelism 4, one decoder layer, one decode iteration of the 512 requests of
+``../shared/data/neupims-traces/share-gpt2-bs512-ms7B-tp4-clb-0.csv`` (their KV lengths and
+channels), sub-batching off: NeuPIMs 619,227 cycles, naive NPU+PIM 1,331,873, NPU-only 5,937,042.
+Pass: within 25% each, and the three in the same order. ``docs/neupims-reference-notes.md`` says
+what the C++ simulator does that ours does not (and why we do not copy it).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sim.config.paths import project_root
+from sim.validate.cases import Case
+
+TRACE = "neupims-traces/share-gpt2-bs512-ms7B-tp4-clb-0.csv"
+REFERENCE = {"neupims": 619_227, "npu-pim-naive": 1_331_873, "npu-only": 5_937_042}
+STAGES = {"neupims": "A 87,268; B 266,239; E 265,724", "npu-pim-naive": "A 87,268; B 977,851; E 266,758",
+          "npu-only": "QKV 99,829; attention 5,539,497; proj+FFN 297,716"}
+
+
+def data_path() -> Path:
+    return project_root().parent / "shared" / "data" / TRACE
+
+
+def layer_cases() -> list[Case]:
+    from sim.systems.config import load_system
+    from sim.systems.decode import decode_iteration
+    from sim.systems.requests import load_lengths
+
+    path = data_path()
+    if not path.exists():
+        return [Case(f"layer-level run ({name})", None, 0.0, "cycles", None, None,
+                     "NeuPIMs C++ simulator (reference/neupims.md)", note=f"skipped: {path} not found")
+                for name in REFERENCE]
+    batch = load_lengths(path)
+    cases = []
+    got = {}
+    for name, ref in REFERENCE.items():
+        r = decode_iteration(load_system(name), "gpt3-7b", batch, tp=4, layers=1, sub_batch=False)
+        got[name] = r.cycles
+        per = r.meta.get("per_layer", {})
+        ours = ", ".join(f"{k} {v * r.freq_hz:,.0f}" for k, v in per.items() if k != "mha_pim")
+        cases.append(Case(f"GPT-3 7B TP4 one layer, 512 ShareGPT requests, sub-batch off: {name}", float(ref),
+                          float(r.cycles), "cycles", "within 25%", abs(r.cycles - ref) <= 0.25 * ref,
+                          "NeuPIMs public C++ simulator, reference run in reference/neupims.md",
+                          note=f"theirs: {STAGES[name]}; ours: {ours}"))
+    order_ok = got["neupims"] <= got["npu-pim-naive"] <= got["npu-only"]
+    cases.append(Case("same order: neupims <= naive NPU+PIM <= NPU-only", None, float(order_ok), "bool",
+                      "true", order_ok, "the C++ simulator's order (619,227 < 1,331,873 < 5,937,042)"))
+    return cases
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    cases = layer_cases()
+    for c in cases:
+        c.suite = "neupims"
+    return {"suite": "neupims", "what": "NeuPIMs, naive NPU+PIM and NPU-only against NeuPIMs' C++ simulator",
+            "cases": cases}

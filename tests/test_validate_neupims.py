@@ -1,0 +1,35 @@
+"""`llmsim validate neupims`: the layer-level reference run (needs ../shared/data; under CI it must run)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from sim.validate.neupims import data_path
+
+if not data_path().exists() and os.environ.get("CI") != "true":
+    pytest.skip(f"{data_path()} not found (the NeuPIMs reference batch); CI runs this", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def cases():
+    from sim.validate.neupims import run
+
+    return {c.name.rsplit(": ", 1)[-1]: c for c in run(quick=True)["cases"]}
+
+
+def test_neupims_layer_within_25_percent_and_order(cases):
+    c = cases["neupims"]
+    assert c.passed and c.simulated == pytest.approx(514_016, rel=0.01)   # -17% against 619,227
+    assert cases["same order: neupims <= naive NPU+PIM <= NPU-only"].passed
+
+
+# OPEN (docs/neupims-reference-notes.md): the C++ simulator's naive stage B is 3.7x its dual one with
+# no normal traffic to block (not explained by its stored code), and its NPU-only attention runs
+# every head's GEMV chain serially on one array pipeline; ours is 61% and 64% below.
+@pytest.mark.xfail(reason="naive NPU+PIM and NPU-only layer runs not yet within 25% of the C++ simulator",
+                   strict=True)
+@pytest.mark.parametrize("name", ["npu-pim-naive", "npu-only"])
+def test_naive_and_npu_only_within_25_percent(cases, name):
+    assert cases[name].passed, (cases[name].simulated, cases[name].reference)
