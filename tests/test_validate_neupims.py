@@ -22,7 +22,7 @@ def cases():
 def test_neupims_layer_within_25_percent_and_order(cases):
     c = cases["neupims"]
     assert c.passed and c.simulated == pytest.approx(514_016, rel=0.01)   # -17% against 619,227
-    assert cases["same order: neupims <= naive NPU+PIM <= NPU-only"].passed
+    assert cases["neupims <= naive NPU+PIM <= NPU-only"].passed
 
 
 # OPEN (docs/neupims-reference-notes.md): the C++ simulator's naive stage B is 3.7x its dual one with
