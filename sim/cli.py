@@ -168,10 +168,14 @@ def simulate(system, hw_name, sets, trace_file, gemm, lengths_file, requests_fro
     batch_mode = bool(lengths_file or requests_from or sysconf.pim is not None or sysconf.accelerator == "gpu"
                       or sub_batch)
     if batch_mode:
-        if trace_file or gemm or timeline:
-            raise LlmsimError("--trace: --trace, --gemm and --timeline run op by op on the NPU (npu-only with a "
-                              "uniform batch); a batch of requests takes --model")
-        _simulate_batch(sysconf, lengths_file, requests_from, sub_batch, gpu_name, as_json, kw)
+        if trace_file or gemm:
+            raise LlmsimError("--trace: --trace and --gemm run op by op on the NPU (npu-only with a uniform "
+                              "batch); a batch of requests takes --model")
+        if timeline is not None:
+            from sim.io import check_writable_dir
+
+            check_writable_dir(str(Path(timeline).resolve().parent))
+        _simulate_batch(sysconf, lengths_file, requests_from, sub_batch, gpu_name, as_json, kw, timeline)
         return
     npu = load_hw(hw_name or sysconf.npu, list(sets) or None)
     if not isinstance(npu, NpuConfig):
@@ -249,7 +253,7 @@ def _simulate_gpu_ops(sysconf, gpu_name, sets, trace_file, gemm, top, as_json, k
         click.echo(line)
 
 
-def _simulate_batch(sysconf, lengths_file, requests_from, sub_batch, gpu_name, as_json, kw) -> None:
+def _simulate_batch(sysconf, lengths_file, requests_from, sub_batch, gpu_name, as_json, kw, timeline=None) -> None:
     import numpy as np
 
     from sim.systems.requests import Batch, load_lengths, sample_batch
@@ -280,6 +284,9 @@ def _simulate_batch(sysconf, lengths_file, requests_from, sub_batch, gpu_name, a
         sb = None if sub_batch is None else sub_batch == "on"
         res = decode_iteration(sysconf, kw["model"], batch, tp=kw["tp"], layers=kw["layers"], sub_batch=sb)
     out = res.to_json()
+    if timeline:
+        res.write_timeline(timeline)
+        out["timeline"] = str(timeline)
     if as_json:
         _emit_json(out)
         return

@@ -132,3 +132,19 @@ def test_gpu_only_iteration_and_prefill_cli(tmp_path):
     assert out.returncode == 0, out.stderr
     d = json.loads(out.stdout)
     assert d["device"] == "h100" and d["time_s"] > 0 and "gemm" in d["by_class"]
+
+
+def test_sub_batch_timeline_shows_npu_and_pim_overlap(tmp_path):
+    tl = tmp_path / "it.json"
+    out = run_cli("simulate", "--system", "neupims", "--model", "gpt3-7b", "--tp", "4", "--layers", "2",
+                  "--requests", "sharegpt", "--batch", "64", "--timeline", str(tl), "--json")
+    assert out.returncode == 0, out.stderr
+    events = json.loads(tl.read_text())["traceEvents"]
+    names = {e["tid"]: e["args"]["name"] for e in events if e.get("name") == "thread_name"}
+    sl = [(names[e["tid"]], e["ts"], e["ts"] + e["dur"]) for e in events if e["ph"] == "X"]
+    npu = [s for s in sl if s[0] == "npu"]
+    pim = [s for s in sl if s[0] == "pim"]
+    assert npu and pim
+    assert any(p[1] < n[2] and n[1] < p[2] for p in pim for n in npu)   # overlap in time
+    end = max(s[2] for s in sl)
+    assert end == pytest.approx(json.loads(out.stdout)["time_s"] * 1e6, rel=1e-3)

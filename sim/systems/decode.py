@@ -63,6 +63,22 @@ class IterationResult:
     sub_batch: bool
     utilization: dict[str, float]
     meta: dict[str, Any] = field(default_factory=dict)
+    schedule: list[tuple[str, float, float, str]] = field(default_factory=list)   # (track, start s, end s, label)
+
+    def write_timeline(self, path) -> None:
+        """The iteration's stages as a Chrome trace-event timeline: an NPU track and a PIM (or
+        attention) track, so sub-batch overlap shows."""
+        from sim.des.clock import TimeBase
+        from sim.des.core import Simulator
+        from sim.des.timeline import write_chrome_trace
+
+        sim = Simulator(TimeBase.from_freqs({"ns": 10 ** 9}))
+        units = {}
+        for track, t0, t1, label in self.schedule:
+            if track not in units:
+                units[track] = sim.unit(track, self.system)
+            units[track].record(int(round(t0 * 1e9)), int(round(t1 * 1e9)), label)
+        write_chrome_trace(path, sim, other_data={"system": self.system, "model": self.model, "batch": self.batch})
 
     @property
     def cycles(self) -> int:
@@ -270,7 +286,15 @@ def decode_iteration(system: SystemConfig, model: str, batch: Batch, tp: int = 1
         stages = {"head": st.head, "qkv": st.qkv * n, "mha": st.mha * n, "proj_ffn": st.post * n, "tail": st.tail}
         util = {"pim_busy": st.mha_pim * n / total if total else 0.0}
         meta["per_layer"] = {"qkv": st.qkv, "mha": st.mha, "proj_ffn": st.post, "mha_pim": st.mha_pim}
-        return IterationResult(system.name, model, batch.size, n, total, freq, stages, False, util, meta)
+        attn_track = "pim" if system.pim is not None else "npu"
+        sched, t = [], 0.0
+        for label, track, d in [("head", "npu", st.head)] + [
+                item for i in range(n) for item in ((f"L{i} QKV", "npu", st.qkv), (f"L{i} MHA", attn_track, st.mha),
+                                                    (f"L{i} proj/FFN", "npu", st.post))] + [("tail", "npu", st.tail)]:
+            if d > 0:
+                sched.append((track, t, t + d, label))
+            t += d
+        return IterationResult(system.name, model, batch.size, n, total, freq, stages, False, util, meta, sched)
     # ---- sub-batch interleaving
     cost = request_pim_cycles(system.memory(), batch.lengths, head_dim, heads)
     first = split_sub_batches(batch.lengths, channels, cost)
@@ -296,4 +320,32 @@ def decode_iteration(system: SystemConfig, model: str, batch: Batch, tp: int = 1
     util = {"pim_busy": pim_busy / total if total else 0.0, "npu_bandwidth_share_beside_pim": share}
     meta["sub_batches"] = [int(first.sum()), int((~first).sum())]
     meta["per_layer"] = {"A": A, "B": B, "C": C, "D": D, "E": E, "F": F}
-    return IterationResult(system.name, model, batch.size, n, total, freq, stages, True, util, meta)
+    # the stage table as slices: each stage starts when the previous one ends; inside it, the NPU
+    # runs its sub-batch's work and PIM the other sub-batch's attention, from the stage's start
+    sched, t = [], 0.0
+
+    def stage(dur: float, npu: list[tuple[str, float]], pim: tuple[str, float] | None) -> None:
+        nonlocal t
+        u = t
+        work = sum(d for _, d in npu)
+        scale = min(1.0, dur / work) if work else 0.0   # the NPU's items, fitted into the stage
+        for label, d in npu:
+            sched.append(("npu", u, u + d * scale, label))
+            u += d * scale
+        if pim is not None and pim[1] > 0:
+            sched.append(("pim", t, t + pim[1], pim[0]))
+        t += dur
+
+    if a1.head:
+        stage(a1.head, [("head", a1.head)], None)
+    stage(A, [("L0 QKV sb1", a1.qkv)], None)
+    stage(B, [("L0 QKV sb2", s2.qkv)], ("L0 MHA sb1", a1.mha))
+    for i in range(n - 1):
+        stage(C, [(f"L{i} proj/FFN sb1", s1.post), (f"L{i + 1} QKV sb1", s1.qkv)], (f"L{i} MHA sb2", a2.mha))
+        stage(D, [(f"L{i} proj/FFN sb2", s2.post), (f"L{i + 1} QKV sb2", s2.qkv)], (f"L{i + 1} MHA sb1", a1.mha))
+    stage(E, [(f"L{n - 1} proj/FFN sb1", s1.post)], (f"L{n - 1} MHA sb2", a2.mha))
+    stage(F, [(f"L{n - 1} proj/FFN sb2", a2.post)], None)
+    if a1.tail:
+        stage(a1.tail, [("tail", a1.tail)], None)
+    sched = [x for x in sched if x[2] > x[1]]
+    return IterationResult(system.name, model, batch.size, n, total, freq, stages, True, util, meta, sched)
