@@ -21,7 +21,7 @@ def cases():
 
 def test_neupims_layer_within_25_percent_and_order(cases):
     c = cases["neupims"]
-    assert c.passed and c.simulated == pytest.approx(514_016, rel=0.01)   # -17% against 619,227
+    assert c.passed and c.simulated == pytest.approx(539_152, rel=0.01)   # -12.9% against 619,227
     assert cases["neupims <= naive NPU+PIM <= NPU-only"].passed
 
 

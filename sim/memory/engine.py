@@ -18,7 +18,7 @@ Controller model (per channel):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from numba import njit
@@ -779,32 +779,12 @@ def fuzz_commands(spec: DramSpec, n: int, seed: int = 0, rows_used: int = 4) -> 
 
 
 # ----------------------------------------------------------------------------------- command programs
-@njit(cache=True)
-def _run_program(cmds, coords, rows, t0, counts, level_offset, c_level, c_next, c_lat, c_window, c_sibling,
-                 by_prev_ptr, by_prev_idx, scope, bus, n_buses, out_t):
-    """Issue a fixed command sequence on one channel, in order, each at the first cycle the ready
-    table allows and its command bus is free (a PIM kernel, or any scripted sequence)."""
-    B = counts.shape[0] - 1
-    ready, hist, hist_pos, hist_n = _timing_state(level_offset, scope.shape[0], c_level.shape[0])
-    bus_last = np.full(n_buses, -1, np.int64)
-    t = t0
-    for k in range(cmds.shape[0]):
-        cmd = cmds[k]
-        e = _earliest(cmd, coords[k], counts, level_offset, scope, ready)
-        if e > t:
-            t = e
-        while bus_last[bus[cmd]] >= t:
-            t += 1
-        bus_last[bus[cmd]] = t
-        _issue(cmd, coords[k], t, counts, level_offset, by_prev_ptr, by_prev_idx, c_level, c_next, c_lat, c_window,
-               c_sibling, ready, hist, hist_pos, hist_n)
-        out_t[k] = t
-    return t
-
-
-def run_program(spec: DramSpec, program: list[tuple[str, dict[str, int]]], channel: int = 0) -> CommandLog:
+def run_program(spec: DramSpec, program: list[tuple[str, dict[str, int]]], channel: int = 0,
+                refresh: bool = True) -> CommandLog:
     """Issue ``program`` ((command name, {level: index}) in order) on one channel as early as the
-    standard allows; returns the command log (the row coordinate carries an ACT's or G_ACT's row)."""
+    standard allows; returns the command log (the row coordinate carries an ACT's or G_ACT's row).
+    A PIM program gets all-bank refreshes between its tiles (see ``_run_runs``; ``refresh=False``
+    leaves them out); they are in the log."""
     tab = build_tables(spec)
     s = spec.standard
     B = s.bank_level
@@ -818,9 +798,21 @@ def run_program(spec: DramSpec, program: list[tuple[str, dict[str, int]]], chann
         xy[k, 0] = channel
     node_xy = np.where(xy[:, : B + 1] < 0, 0, xy[:, : B + 1])
     out_t = np.zeros(n, np.int64)
-    _run_program(cmds, node_xy, xy[:, B + 1], 0, tab.counts, tab.level_offset, tab.c_level, tab.c_next, tab.c_lat,
-                 tab.c_window, tab.c_sibling, tab.by_prev_ptr, tab.by_prev_idx, tab.scope, tab.bus, tab.n_buses,
-                 out_t)
+    last = np.zeros(n, np.int64)
+    header, close, refab, n_refi, ref_t, ref_rank = _refresh_args(spec, cmds, refresh)
+    _, n_ref = _run_runs(cmds, node_xy, np.ones(n, np.int64), np.ones(len(s.commands), np.int64), tab.counts,
+                         tab.level_offset, tab.c_level, tab.c_next, tab.c_lat, tab.c_window, tab.c_sibling,
+                         tab.by_prev_ptr, tab.by_prev_idx, tab.scope, tab.bus, tab.n_buses, out_t, last, header, close,
+                         refab, n_refi, ref_t, ref_rank)
+    if n_ref:
+        rxy = np.full((n_ref, len(names)), -1, np.int64)
+        rxy[:, 0] = channel
+        rxy[:, 1] = ref_rank[:n_ref]
+        all_t = np.concatenate([out_t, ref_t[:n_ref]])
+        order = np.argsort(all_t, kind="stable")
+        cmds = np.concatenate([cmds, np.full(n_ref, refab, np.int64)])[order]
+        xy = np.concatenate([xy, rxy])[order]
+        out_t = all_t[order]
     return CommandLog(out_t, cmds.astype(np.int16), xy.astype(np.int32))
 
 
@@ -837,16 +829,49 @@ def run_spacing(spec: DramSpec) -> np.ndarray:
 
 @njit(cache=True)
 def _run_runs(cmds, coords, repeats, spacing, counts, level_offset, c_level, c_next, c_lat, c_window, c_sibling,
-              by_prev_ptr, by_prev_idx, scope, bus, n_buses, first_t, last_t):
+              by_prev_ptr, by_prev_idx, scope, bus, n_buses, first_t, last_t, header_cmd, close_cmd, refab_cmd,
+              n_refi, ref_t, ref_rank):
     """``_run_program`` over runs: run k is ``repeats[k]`` issues of one command to one node, the
     first as early as the table allows, the others ``spacing[cmd]`` apart. Only the last issue is
     recorded: for window-1 rules a later issue of the same command dominates an earlier one, so the
-    result equals the expanded program's (runs of windowed commands are refused by the caller)."""
+    result equals the expanded program's (runs of windowed commands are refused by the caller).
+
+    Refresh (``refab_cmd`` >= 0 and ``n_refi`` > 0): an all-bank refresh per rank, ranks staggered
+    over nREFI (rank r first due at nREFI (r + 1) / ranks). A PIM tile (``header_cmd`` .. ``close_cmd``)
+    needs every bank, so refreshes go between tiles: before a tile's header, every rank whose
+    refresh falls due before the tile would end (the previous tile's length) is refreshed first
+    (JEDEC allows pulling a refresh in). Returns (last cycle, refreshes issued)."""
     ready, hist, hist_pos, hist_n = _timing_state(level_offset, scope.shape[0], c_level.shape[0])
     bus_last = np.full(n_buses, -1, np.int64)
     t = np.int64(0)
+    B = counts.shape[0] - 1
+    n_ranks = counts[1] if B >= 1 else 1
+    next_due = np.empty(n_ranks, np.int64)
+    for r in range(n_ranks):
+        next_due[r] = n_refi * (r + 1) // n_ranks
+    ref_xy = np.zeros(B + 1, np.int64)
+    n_ref = 0
+    tile_start = np.int64(-1)
+    tile_len = np.int64(0)
     for k in range(cmds.shape[0]):
         cmd = cmds[k]
+        if cmd == header_cmd and refab_cmd >= 0 and n_refi > 0:
+            for r in range(n_ranks):
+                if next_due[r] <= t + tile_len:
+                    ref_xy[1] = r
+                    e = _earliest(refab_cmd, ref_xy, counts, level_offset, scope, ready)
+                    if e < t:
+                        e = t
+                    while bus_last[bus[refab_cmd]] >= e:
+                        e += 1
+                    bus_last[bus[refab_cmd]] = e
+                    _issue(refab_cmd, ref_xy, e, counts, level_offset, by_prev_ptr, by_prev_idx, c_level, c_next,
+                           c_lat, c_window, c_sibling, ready, hist, hist_pos, hist_n)
+                    ref_t[n_ref] = e
+                    ref_rank[n_ref] = r
+                    n_ref += 1
+                    t = e
+                    next_due[r] += n_refi
         e = _earliest(cmd, coords[k], counts, level_offset, scope, ready)
         if e > t:
             t = e
@@ -858,7 +883,25 @@ def _run_runs(cmds, coords, repeats, spacing, counts, level_offset, c_level, c_n
         _issue(cmd, coords[k], t, counts, level_offset, by_prev_ptr, by_prev_idx, c_level, c_next, c_lat, c_window,
                c_sibling, ready, hist, hist_pos, hist_n)
         last_t[k] = t
-    return t
+        if cmd == header_cmd:
+            tile_start = first_t[k]
+        elif cmd == close_cmd and tile_start >= 0:
+            tile_len = t - tile_start
+            tile_start = -1
+    return t, n_ref
+
+
+def _refresh_args(spec: DramSpec, cmds: np.ndarray, refresh: bool):
+    """(header, close, REFab command indices, nREFI, refresh buffers) for ``_run_runs``."""
+    s = spec.standard
+    names = [c.name for c in s.commands]
+    header = names.index("P_HEADER") if "P_HEADER" in names else -1
+    close = names.index("PIM_PRE") if "PIM_PRE" in names else -1
+    refab = names.index("REFab") if (refresh and "REFab" in names and header >= 0) else -1
+    n_refi = int(spec.t("nREFI")) if refab >= 0 else 0
+    ranks = int(spec.counts[1]) if s.bank_level >= 1 else 1
+    cap = (int(np.sum(cmds == header)) + 1) * ranks if refab >= 0 else 1
+    return header, close, refab, n_refi, np.zeros(cap, np.int64), np.zeros(cap, np.int64)
 
 
 @dataclass
@@ -866,7 +909,9 @@ class RunsResult:
     first: np.ndarray    # issue cycle of each run's first command
     last: np.ndarray     # issue cycle of each run's last command
     spacing: np.ndarray  # per run: cycles between its commands
-    commands: int        # commands the runs stand for
+    commands: int        # commands the runs stand for (refreshes not counted)
+    refresh_t: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))     # REFab issue cycles
+    refresh_rank: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
     @property
     def cycles(self) -> int:
@@ -891,7 +936,7 @@ def runs_to_arrays(spec: DramSpec, runs: list[tuple[str, dict[str, int], int]]):
     return cmds, xy, reps
 
 
-def run_runs(spec: DramSpec, cmds: np.ndarray, xy: np.ndarray, reps: np.ndarray) -> RunsResult:
+def run_runs(spec: DramSpec, cmds: np.ndarray, xy: np.ndarray, reps: np.ndarray, refresh: bool = True) -> RunsResult:
     """:func:`run_program` for a program given as runs on one channel, one event per run: the fast
     path of PIM kernels (a tile's COMPs and READRESs are runs). Issue times equal the expanded
     program's (tested); a run of a command bound to itself by a window rule (tFAW-style) is
@@ -908,16 +953,18 @@ def run_runs(spec: DramSpec, cmds: np.ndarray, xy: np.ndarray, reps: np.ndarray)
     first = np.zeros(n, np.int64)
     last = np.zeros(n, np.int64)
     sp = run_spacing(spec)
-    _run_runs(np.ascontiguousarray(cmds, np.int64), np.ascontiguousarray(xy, np.int64),
-              np.ascontiguousarray(reps, np.int64), sp, tab.counts, tab.level_offset, tab.c_level, tab.c_next,
-              tab.c_lat, tab.c_window, tab.c_sibling, tab.by_prev_ptr, tab.by_prev_idx, tab.scope, tab.bus,
-              tab.n_buses, first, last)
-    return RunsResult(first, last, sp[cmds], int(reps.sum()))
+    cmds = np.ascontiguousarray(cmds, np.int64)
+    header, close, refab, n_refi, ref_t, ref_rank = _refresh_args(spec, cmds, refresh)
+    _, n_ref = _run_runs(cmds, np.ascontiguousarray(xy, np.int64), np.ascontiguousarray(reps, np.int64), sp,
+                         tab.counts, tab.level_offset, tab.c_level, tab.c_next, tab.c_lat, tab.c_window, tab.c_sibling,
+                         tab.by_prev_ptr, tab.by_prev_idx, tab.scope, tab.bus, tab.n_buses, first, last, header,
+                         close, refab, n_refi, ref_t, ref_rank)
+    return RunsResult(first, last, sp[cmds], int(reps.sum()), ref_t[:n_ref].copy(), ref_rank[:n_ref].copy())
 
 
-def run_program_runs(spec: DramSpec, runs: list[tuple[str, dict[str, int], int]]) -> RunsResult:
+def run_program_runs(spec: DramSpec, runs: list[tuple[str, dict[str, int], int]], refresh: bool = True) -> RunsResult:
     """:func:`run_runs` for runs given as (command name, {level: index}, repeat)."""
-    return run_runs(spec, *runs_to_arrays(spec, runs))
+    return run_runs(spec, *runs_to_arrays(spec, runs), refresh=refresh)
 
 
 @dataclass

@@ -154,7 +154,7 @@ def run_attention_batch(memory, seq_lens, channels, head_dim: int = 128, heads: 
                                              np.tile(one[2], heads))
             cmds, xy, reps = (np.concatenate(part) for part in zip(*(arrays[k] for k in keys)))
             res = run_runs(spec, cmds, xy, reps)
-            out[ch], n = res.cycles, res.commands
+            out[ch], n = res.cycles, res.commands + len(res.refresh_t)
         else:
             program: list[tuple[str, dict[str, int]]] = []
             row = 0
