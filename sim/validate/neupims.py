@@ -54,8 +54,48 @@ def layer_cases() -> list[Case]:
     return cases
 
 
+# NeuPIMs' end-to-end setting (reference/neupims.md): tensor parallel 4, pipeline 1, 1, 2 (one
+# device simulated: its share of the layers), ShareGPT batches in steady state (max length 2048)
+E2E_MODELS = {"gpt3-7b": (4, 1, 32), "gpt3-13b": (4, 1, 40), "gpt3-30b": (4, 2, 48)}
+PAPER = {"npu-only": 2.4, "npu-pim-naive": 1.6, "gpu-only:a100": 3.0}
+
+
+def end_to_end_cases(quick: bool) -> list[Case]:
+    """NeuPIMs' throughput against each baseline on one decode iteration of a steady-state batch
+    (report-only: the paper's ratios are over whole serving runs; docs/systems.md discusses)."""
+    from sim.gpu.iteration import gpu_decode_iteration
+    from sim.systems.config import load_system
+    from sim.systems.decode import decode_iteration
+    from sim.systems.requests import sample_batch
+
+    models = ["gpt3-7b"] if quick else list(E2E_MODELS)
+    batches = [256] if quick else [256, 512]
+    cases = []
+    for model in models:
+        tp, pp, n_layers = E2E_MODELS[model]
+        layers = n_layers // pp
+        for b in batches:
+            batch = sample_batch("sharegpt", b, seed=0)
+            tps = {"neupims": decode_iteration(load_system("neupims"), model, batch, tp=tp, layers=layers).tokens_per_s}
+            for name in ("npu-only", "npu-pim-naive"):
+                tps[name] = decode_iteration(load_system(name), model, batch, tp=tp, layers=layers).tokens_per_s
+            for gpu in ("a100", "h100", "h200"):
+                tps[f"gpu-only:{gpu}"] = gpu_decode_iteration(load_system("gpu-only"), gpu, model, batch, tp=tp,
+                                                              layers=layers).tokens_per_s
+            for base in ("npu-only", "npu-pim-naive", "gpu-only:a100", "gpu-only:h100", "gpu-only:h200"):
+                ratio = tps["neupims"] / tps[base]
+                ref = PAPER.get(base)
+                off = (f"paper {ref}x end to end, {ratio / ref - 1:+.0%} from it" if ref else "no paper number")
+                # report-only (reference null): the paper's number is end to end, ours one iteration
+                cases.append(Case(f"{model} TP{tp} PP{pp} batch {b}: NeuPIMs / {base} throughput", None, ratio, "x",
+                                  None, None, "report-only; NeuPIMs paper (ASPLOS 2024) headline ratios in the note",
+                                  note=f"{off}; one iteration, {layers} layers on the device; "
+                                       f"neupims {tps['neupims']:,.0f} tokens/s"))
+    return cases
+
+
 def run(quick: bool = False) -> dict[str, Any]:
-    cases = layer_cases()
+    cases = layer_cases() + end_to_end_cases(quick)
     for c in cases:
         c.suite = "neupims"
     return {"suite": "neupims", "what": "NeuPIMs, naive NPU+PIM and NPU-only against NeuPIMs' C++ simulator",
