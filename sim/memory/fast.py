@@ -32,11 +32,24 @@ small FR-FCFS-like scheduler, in numba, moves through three kinds of event in ti
 The queue is modelled per request: request j can be served (and its visit's row opened) from the
 cycle after the (j - queue_depth + 1)-th service, with services kept sorted by cycle.
 
-Cost: the row event is picked from a list of each bank's waiting head visit, kept as visits
-enter the queue, finish or lose their row to a refresh (not by rescanning the queue), and a head
-whose ACT cannot beat the best so far (its ACT lower bound from the levels above its bank group)
-is not looked at further; the helpers are inlined (numba would otherwise count references to
-their array arguments on every call, atomically); one pass over the requests splits them by
+Cost: the row event is picked over the bank groups, not the waiting visits. Each bank keeps a key
+for its waiting head visit (its admission and the bank's own ACT / PRE ready cells; class: row
+hit, closed or conflict), brought up to date only for the banks whose state changed since the last
+pick (a head entered the queue, opened its row, finished, lost its row to a refresh; all of them
+when a service went in before others, which moves admissions); each bank group keeps its minimum
+key per class and its oldest head. The pick reads the ACT / PRE ready cells above the banks once
+per group (the bank group's cell, and the levels above it once per parent: tRRD, tFAW, refresh),
+skips a group whose smallest key is already later than the best, and breaks ties (the oldest head)
+by the group's oldest head, or a scan of the group's banks when that one is later. The choice is
+the same as a scan of every waiting head. A one-burst visit whose row opens while no other visit
+is active sends its column command in the same step, when nothing can take the column bus first:
+the other waiting heads open their rows at the pick or later (their column commands: tRCD after
+that, and not before the read / write ready cells above the bank groups; a row hit's: its key),
+visits entering the queue do so after this service, and no refresh is due before it. That is the
+order the event loop would take, so random and strided reads cost one event per request, not a
+row event plus a column run (ties between equal cycles aside, the same results). The helpers are inlined (numba would otherwise count references to
+their array arguments on every call, atomically: the key update is written once in the loop body
+for that reason, with the banks to update queued); one pass over the requests splits them by
 channel and forms the visits, into scratch arrays kept between calls (arrivals and directions are
 read through the channel order, not copied; equal arrivals are not read again). Within a column
 run, a stretch of bursts that every per-burst check would let go on (bursts left, no visit
@@ -172,7 +185,7 @@ def _issue_at(cmd, b, t, n_banks, iss_ptr, iss_idx, iss_lat, win_ptr, win_idx, b
         w = c_window[k]
         pos = hist_pos[k, node]
         hist[k, node, pos] = t
-        hist_pos[k, node] = (pos + 1) % w
+        hist_pos[k, node] = pos + 1 if pos + 1 < w else 0
         if hist_n[k, node] < w:
             hist_n[k, node] += 1
         if hist_n[k, node] == w:
@@ -230,8 +243,34 @@ def _run_fast(arrive, is_write, v_first, v_bank, v_row, v_writes, vnum, order, b
     bank_act = np.full(n_banks, -1, np.int64)   # the active visit on each bank
     head = np.full(n_banks, -1, np.int64)       # each bank's oldest unfinished visit in the queue
     last_v = np.full(n_banks, -1, np.int64)
-    wl = np.empty(n_banks, np.int64)            # the heads waiting for their row (row event candidates)
-    wl_at = np.full(n_banks, -1, np.int64)      # each bank's index in wl
+    # row-event keys: per bank, per bank group (level B - 1), per parent of bank groups
+    bpg = counts[B]                             # banks per group
+    n_grp = n_banks // bpg
+    gpp = counts[B - 1] if B >= 2 else n_grp    # groups per parent
+    n_par = n_grp // gpp
+    n_plv = B - 1 if B >= 2 else 0              # levels above the bank group
+    bank_row0 = level_offset[B]
+    grp_row0 = level_offset[B - 1] if B >= 1 else 0
+    par_row = np.zeros((n_par, max(n_plv, 1)), np.int64)
+    for p_ in range(n_par):
+        for lv in range(n_plv):
+            par_row[p_, lv] = level_offset[lv] + bank_nodes[p_ * gpp * bpg, lv]
+    kb = np.zeros(n_banks, np.int64)
+    kc = np.full(n_banks, -1, np.int8)
+    kd = np.zeros(n_banks, np.int8)
+    cnt = np.zeros(3, np.int64)                 # waiting heads: row hits, others with reads, with writes
+    pend = np.empty(n_banks, np.int64)          # banks whose key is to be brought up to date
+    inpend = np.zeros(n_banks, np.bool_)
+    gmin = np.full((n_grp, 3), _BIG, np.int64)
+    g_e = np.empty(n_grp, np.int64)             # per group at the pick: earliest row event, ACT bound, PRE + nRP bound
+    g_a = np.empty(n_grp, np.int64)
+    g_p = np.empty(n_grp, np.int64)
+    b_grp = bank_nodes[:, B - 1].copy() if B >= 1 else np.zeros(n_banks, np.int64)   # each bank's group
+    g_par = np.arange(n_grp) // gpp                                                   # each group's parent
+    g_any = np.full(n_grp, _BIG, np.int64)      # per group: its smallest key (a lower bound on its row events)
+    g_old = np.full(n_grp, -1, np.int64)        # per group: the bank of its oldest waiting head
+    rcd_rd = cross[act, rd, B]
+    rcd_wr = cross[act, wr, B]
     next_ref = np.zeros(ref_nodes, np.int64)
     ref_bank = np.zeros(ref_nodes, np.int64)
     tmp = np.zeros(B + 1, np.int64)
@@ -272,8 +311,14 @@ def _run_fast(arrive, is_write, v_first, v_bank, v_row, v_writes, vnum, order, b
         bank_act[:] = -1
         head[:] = -1
         last_v[:] = -1
-        wl_at[:] = -1
-        n_wl = 0
+        kc[:] = -1
+        cnt[:] = 0
+        inpend[:] = False
+        n_pend = 0
+        gmin[:, :] = _BIG
+        g_old[:] = -1
+        g_any[:] = _BIG
+        kstale = False    # a service went in before others: the heads' admissions moved (re-key all)
         next_ref[:] = n_refi if refresh_mode == 1 else n_refipb
         ref_bank[:] = 0
         # ---- visits: runs of consecutive requests to one bank and row
@@ -315,7 +360,6 @@ def _run_fast(arrive, is_write, v_first, v_bank, v_row, v_writes, vnum, order, b
         rcol = _BIG       # no column command of the row event's visit before this cycle
         wend = 0          # first visit not yet in the queue
         gate = -Q         # services after which the queue admits a new visit
-        pc_lv = B - 1 if B >= 1 else 0  # level of the lower bound on ACT shared by a bank's neighbours
         while lo < nv:
             if served >= gate:  # visits enter the queue: a bank's first queued visit is its head
                 dirty = True
@@ -323,49 +367,187 @@ def _run_fast(arrive, is_write, v_first, v_bank, v_row, v_writes, vnum, order, b
                     b = vbank[wend]
                     if head[b] == -1:
                         head[b] = wend
-                        wl[n_wl] = b
-                        wl_at[b] = n_wl
-                        n_wl += 1
+                        if not inpend[b]:  # its row-event key is brought up to date at the next pick
+                            inpend[b] = True
+                            pend[n_pend] = b
+                            n_pend += 1
                     wend += 1
                 gate = vstart[wend] - Q + 1 if wend < nv else _BIG
             # -------- row event: the waiting head whose row opens earliest (ties: the oldest)
             if dirty:
                 dirty = False
-                rv = -1
-                re = _BIG
-                rcol = _BIG
-                for k in range(n_wl):
-                    b = wl[k]
+                if kstale:
+                    kstale = False
+                    for bb in range(n_banks):
+                        if not inpend[bb]:
+                            inpend[bb] = True
+                            pend[n_pend] = bb
+                            n_pend += 1
+                # the banks whose key changed: their key (the bank's own part of its head's row event:
+                # admission, the bank's ACT / PRE ready cells; the shared cells are read below), class
+                # (-1 not waiting, 0 row hit, 1 row closed, 2 row conflict), directions and group minima
+                for q in range(n_pend):
+                    b = pend[q]
+                    inpend[b] = False
+                    oc = kc[b]
+                    if oc == 0:
+                        cnt[0] -= 1
+                    elif oc > 0:
+                        if kd[b] & 1:
+                            cnt[1] -= 1
+                        if kd[b] & 2:
+                            cnt[2] -= 1
                     v = head[b]
-                    first = vstart[v]
-                    hit = open_row[b] == vrow[v]
-                    if not hit and rv != -1:
-                        # ACT ready at the levels above the bank group bounds e from below
-                        lb = np.int64(0)
-                        for lv in range(pc_lv):
-                            r_ = ready[level_offset[lv] + bank_nodes[b, lv], act]
-                            if r_ > lb:
-                                lb = r_
-                        if lb > re or (lb == re and first > vstart[rv]):
-                            continue
-                    e = a0 if same_arrival else arrive[ordc[first]]
-                    if first >= Q and served_t[first - Q] + 1 > e:
-                        e = served_t[first - Q] + 1
-                    p = np.int64(-1)
-                    if not hit:
-                        if open_row[b] != -1:
-                            p = _ready_at(pre, b, bank_nodes, level_offset, scope, ready)
-                            if e > p:
-                                p = e
-                            e = p + n_rp
-                        ea = _ready_at(act, b, bank_nodes, level_offset, scope, ready)
-                        if ea > e:
-                            e = ea
-                    if e < re or (e == re and first < vstart[rv]):
+                    if v == -1 or bank_act[b] != -1:
+                        kc[b] = -1
+                    else:
+                        first = vstart[v]
+                        adm = a0 if same_arrival else arrive[ordc[first]]
+                        if first >= Q and served_t[first - Q] + 1 > adm:
+                            adm = served_t[first - Q] + 1
+                        rb = bank_row0 + b
+                        if open_row[b] == vrow[v]:
+                            kb[b] = adm
+                            kc[b] = 0
+                            cnt[0] += 1
+                        else:
+                            if open_row[b] == -1:
+                                k = ready[rb, act]
+                                if adm > k:
+                                    k = adm
+                                kc[b] = 1
+                            else:
+                                p_ = ready[rb, pre]
+                                if adm > p_:
+                                    p_ = adm
+                                k = ready[rb, act]
+                                if p_ + n_rp > k:
+                                    k = p_ + n_rp
+                                kc[b] = 2
+                            kb[b] = k
+                            d = 0
+                            if vwrites[v] != vstart[v + 1] - first:
+                                d |= 1
+                                cnt[1] += 1
+                            if vwrites[v] != 0:
+                                d |= 2
+                                cnt[2] += 1
+                            kd[b] = d
+                    g = b_grp[b]
+                    g0 = g * bpg
+                    h = _BIG
+                    c = _BIG
+                    x = _BIG
+                    of = _BIG
+                    ob = -1
+                    for bb in range(g0, g0 + bpg):
+                        cl = kc[bb]
+                        if cl >= 0 and vstart[head[bb]] < of:
+                            of = vstart[head[bb]]
+                            ob = bb
+                        if cl == 0:
+                            if kb[bb] < h:
+                                h = kb[bb]
+                        elif cl == 1:
+                            if kb[bb] < c:
+                                c = kb[bb]
+                        elif cl == 2:
+                            if kb[bb] < x:
+                                x = kb[bb]
+                    gmin[g, 0] = h
+                    gmin[g, 1] = c
+                    gmin[g, 2] = x
+                    g_any[g] = min(h, c, x)
+                    g_old[g] = ob
+                n_pend = 0
+                re = _BIG
+                cur_par = -1
+                ua = np.int64(0)
+                up = np.int64(0)
+                for g in range(n_grp):
+                    if g_any[g] > re:  # its row events are all later than one already found
+                        g_e[g] = _BIG
+                        continue
+                    if g_par[g] != cur_par:  # ACT / PRE ready above the bank groups
+                        cur_par = g_par[g]
+                        ua = 0
+                        up = 0
+                        for lv in range(n_plv):
+                            r_ = par_row[cur_par, lv]
+                            if ready[r_, act] > ua:
+                                ua = ready[r_, act]
+                            if ready[r_, pre] > up:
+                                up = ready[r_, pre]
+                    ga = ready[grp_row0 + g, act]
+                    if ua > ga:
+                        ga = ua
+                    gp = ready[grp_row0 + g, pre]
+                    if up > gp:
+                        gp = up
+                    gp += n_rp
+                    if ga > gp:
+                        gp = ga
+                    e = gmin[g, 0]
+                    x = gmin[g, 1]
+                    if ga > x:
+                        x = ga
+                    if x < e:
+                        e = x
+                    x = gmin[g, 2]
+                    if gp > x:
+                        x = gp
+                    if x < e:
+                        e = x
+                    g_e[g] = e
+                    g_a[g] = ga
+                    g_p[g] = gp
+                    if e < re:
                         re = e
-                        rv = v
-                        rp = p
-                        rcol = e if hit else e + n_rcd
+                rv = -1
+                rcol = _BIG
+                if re < _BIG:
+                    best = _BIG
+                    for g in range(n_grp):  # the oldest head whose row opens at re
+                        if g_e[g] != re:
+                            continue
+                        bb = g_old[g]  # the group's oldest head, if it opens at re, is the group's pick
+                        cl = kc[bb]
+                        e = kb[bb]
+                        if cl == 1 and g_a[g] > e:
+                            e = g_a[g]
+                        elif cl == 2 and g_p[g] > e:
+                            e = g_p[g]
+                        if e == re:
+                            if vstart[head[bb]] < best:
+                                best = vstart[head[bb]]
+                                rv = head[bb]
+                            continue
+                        for bb in range(g * bpg, g * bpg + bpg):
+                            cl = kc[bb]
+                            if cl < 0:
+                                continue
+                            e = kb[bb]
+                            if cl == 1 and g_a[g] > e:
+                                e = g_a[g]
+                            elif cl == 2 and g_p[g] > e:
+                                e = g_p[g]
+                            if e == re and vstart[head[bb]] < best:
+                                best = vstart[head[bb]]
+                                rv = head[bb]
+                    b = vbank[rv]
+                    rp = np.int64(-1)
+                    if kc[b] == 0:
+                        rcol = re
+                    else:
+                        rcol = re + n_rcd
+                        if kc[b] == 2:
+                            first = vstart[rv]
+                            adm = a0 if same_arrival else arrive[ordc[first]]
+                            if first >= Q and served_t[first - Q] + 1 > adm:
+                                adm = served_t[first - Q] + 1
+                            rp = _ready_at(pre, b, bank_nodes, level_offset, scope, ready)
+                            if adm > rp:
+                                rp = adm
             # -------- column candidates: each active visit's next read and next write
             nc = 0
             ci = -1
@@ -421,12 +603,13 @@ def _run_fast(arrive, is_write, v_first, v_bank, v_row, v_writes, vnum, order, b
                             vstate[bank_act[bb]] = 0
                             n_act = _drop_active(bank_act[bb], act_list, n_act)
                             bank_act[bb] = -1
-                            wl[n_wl] = bb
-                            wl_at[bb] = n_wl
-                            n_wl += 1
                         if open_row[bb] != -1:
                             any_open = True
                             open_row[bb] = -1
+                        if not inpend[bb]:  # its row-event key is brought up to date at the next pick
+                            inpend[bb] = True
+                            pend[n_pend] = bb
+                            n_pend += 1
                     if any_open:
                         e = max(tr, _earliest(prea, tmp, counts, level_offset, scope, ready))
                         _issue(prea, tmp, e, counts, level_offset, by_prev_ptr, by_prev_idx, c_level, c_next,
@@ -447,9 +630,6 @@ def _run_fast(arrive, is_write, v_first, v_bank, v_row, v_writes, vnum, order, b
                         vstate[bank_act[bb]] = 0
                         n_act = _drop_active(bank_act[bb], act_list, n_act)
                         bank_act[bb] = -1
-                        wl[n_wl] = bb
-                        wl_at[bb] = n_wl
-                        n_wl += 1
                     if open_row[bb] != -1:
                         e = max(tr, _earliest(pre, bank_xy, counts, level_offset, scope, ready))
                         _issue(pre, bank_xy, e, counts, level_offset, by_prev_ptr, by_prev_idx, c_level, c_next,
@@ -464,6 +644,10 @@ def _run_fast(arrive, is_write, v_first, v_bank, v_row, v_writes, vnum, order, b
                         ready[rowb, act] = e + n_rfcpb
                     next_ref[rn] += n_refipb
                     ref_bank[rn] = (ref_bank[rn] + 1) % banks_per_ref
+                    if not inpend[bb]:  # its row-event key is brought up to date at the next pick
+                        inpend[bb] = True
+                        pend[n_pend] = bb
+                        n_pend += 1
                 dirty = True
                 continue
             # -------- open a row
@@ -479,14 +663,95 @@ def _run_fast(arrive, is_write, v_first, v_bank, v_row, v_writes, vnum, order, b
                     open_row[b] = vrow[v]
                 vstate[v] = 1
                 bank_act[b] = v
-                k = wl_at[b]
-                n_wl -= 1
-                wl[k] = wl[n_wl]
-                wl_at[wl[k]] = k
-                wl_at[b] = -1
+                if not inpend[b]:  # its row-event key is brought up to date at the next pick
+                    inpend[b] = True
+                    pend[n_pend] = b
+                    n_pend += 1
+                dirty = True
+                pos = vstart[v]
+                if n_act == 0 and vstart[v + 1] == pos + 1:
+                    # a one-burst visit with no other visit active: its column command goes at once
+                    # if nothing else can take the column bus first -- other waiting heads open their
+                    # rows at re or later (a row hit: at its key), and visits that enter the queue
+                    # do so after this service -- and no refresh is due before it
+                    i = ordc[pos]
+                    w = is_write[i]
+                    cmd = wr if w else rd
+                    c = _ready_at(cmd, b, bank_nodes, level_offset, scope, ready)
+                    adm = a0 if same_arrival else arrive[i]
+                    if pos >= Q and served_t[pos - Q] + 1 > adm:
+                        adm = served_t[pos - Q] + 1
+                    if adm > c:
+                        c = adm
+                    # the column bus above the bank groups: no read / write anywhere before lr / lw
+                    lr = _BIG
+                    lw = _BIG
+                    for p_ in range(n_par):
+                        ur = np.int64(0)
+                        uw = np.int64(0)
+                        for lv in range(n_plv):
+                            r_ = par_row[p_, lv]
+                            if ready[r_, rd] > ur:
+                                ur = ready[r_, rd]
+                            if ready[r_, wr] > uw:
+                                uw = ready[r_, wr]
+                        if ur < lr:
+                            lr = ur
+                        if uw < lw:
+                            lw = uw
+                    # the waiting heads but this one (its bank's key is not yet brought up to date)
+                    oc = kc[b]
+                    n_hit = cnt[0] - (1 if oc == 0 else 0)
+                    n_r = cnt[1] - (1 if oc > 0 and kd[b] & 1 else 0)
+                    n_w = cnt[2] - (1 if oc > 0 and kd[b] & 2 else 0)
+                    lb = _BIG
+                    if n_r > 0:
+                        lb = max(re + rcd_rd, lr)
+                    if n_w > 0:
+                        lb = min(lb, max(re + rcd_wr, lw))
+                    if n_hit > 0:
+                        if oc == 0:  # its group's minimum may be this head's own key
+                            lb = -1
+                        for g in range(n_grp):
+                            lb = min(lb, max(gmin[g, 0], min(lr, lw)) - 1)
+                    if c <= lb and c < tref:
+                        lat = (n_cwl if w else n_cl) + n_bl
+                        done[i] = c + lat
+                        k = served
+                        while k > 0 and served_t[k - 1] > c:
+                            served_t[k] = served_t[k - 1]
+                            k -= 1
+                        served_t[k] = c
+                        if k < served:
+                            kstale = True
+                        served += 1
+                        if w:
+                            wcur[v] = pos + 1
+                        else:
+                            rcur[v] = pos + 1
+                        vleft[v] = 0
+                        if c + lat > end:
+                            end = c + lat
+                        issue_cmd = cmd
+                        if closed_page:
+                            issue_cmd = wra if w else rda
+                        _issue_at(issue_cmd, b, c, n_banks, iss_ptr, iss_idx, iss_lat, win_ptr, win_idx, bank_nodes,
+                                  level_offset, c_level, c_next, c_lat, c_window, readyf, ready, hist, hist_pos, hist_n)
+                        vstate[v] = 2
+                        skip[v] = v + 1
+                        bank_act[b] = -1
+                        if closed_page:
+                            open_row[b] = -1
+                        nb = vnextb[v]
+                        head[b] = nb if nb < wend else -1
+                        if not inpend[b]:  # its row-event key is brought up to date at the next pick
+                            inpend[b] = True
+                            pend[n_pend] = b
+                            n_pend += 1
+                        lo = _unfinished(lo, skip)
+                        continue
                 act_list[n_act] = v
                 n_act += 1
-                dirty = True
                 continue
             # -------- a run of one visit's same-direction bursts
             v = cand_v[ci]
@@ -553,6 +818,8 @@ def _run_fast(arrive, is_write, v_first, v_bank, v_row, v_writes, vnum, order, b
                     served_t[k] = served_t[k - 1]
                     k -= 1
                 served_t[k] = c
+                if k < served:
+                    kstale = True
                 served += 1
                 n_run += 1
                 pos += 1
@@ -578,9 +845,10 @@ def _run_fast(arrive, is_write, v_first, v_bank, v_row, v_writes, vnum, order, b
                         m += 1
                         if head[vbank[wend]] == -1:
                             head[vbank[wend]] = wend
-                            wl[n_wl] = vbank[wend]
-                            wl_at[vbank[wend]] = n_wl
-                            n_wl += 1
+                            if not inpend[vbank[wend]]:  # its row-event key is brought up to date at the next pick
+                                inpend[vbank[wend]] = True
+                                pend[n_pend] = vbank[wend]
+                                n_pend += 1
                         wend += 1
                     if wend < nv and vstart[wend] < served + Q:
                         break
@@ -628,13 +896,11 @@ def _run_fast(arrive, is_write, v_first, v_bank, v_row, v_writes, vnum, order, b
                 if closed_page:
                     open_row[b] = -1
                 nb = vnextb[v]
-                if nb < wend:
-                    head[b] = nb
-                    wl[n_wl] = b
-                    wl_at[b] = n_wl
-                    n_wl += 1
-                else:
-                    head[b] = -1
+                head[b] = nb if nb < wend else -1
+                if not inpend[b]:  # its row-event key is brought up to date at the next pick
+                    inpend[b] = True
+                    pend[n_pend] = b
+                    n_pend += 1
                 lo = _unfinished(lo, skip)
                 dirty = True
     return end, visits_total
