@@ -186,24 +186,9 @@ def simulate(system, hw_name, sets, trace_file, gemm, lengths_file, requests_fro
         from sim.io import check_writable_dir
 
         check_writable_dir(str(Path(timeline).resolve().parent))
-    given = [x for x in (trace_file, gemm, kw.get("model")) if x]
-    if len(given) > 1:
-        raise LlmsimError("--trace: give one of --trace, --model and --gemm")
-    if gemm:
-        if min(gemm) < 1:
-            raise LlmsimError(f"--gemm: expected three positive integers, found {' '.join(map(str, gemm))}")
-        from sim.npu.simulate import gemm_trace
+    from sim.npu.simulate import gemm_trace, simulate_trace
 
-        tr = gemm_trace(*gemm, elem_bytes=npu.precision_bytes)
-    elif trace_file:
-        from sim.trace import load_trace
-
-        tr = load_trace(trace_file)
-    elif kw.get("model"):
-        tr = _capture_from(kw)
-    else:
-        raise LlmsimError("--model: required (expected a zoo model name, or --trace FILE, or --gemm M K N)")
-    from sim.npu.simulate import simulate_trace
+    tr = _simulation_input(trace_file, gemm, kw, lambda m, k, n: gemm_trace(m, k, n, elem_bytes=npu.precision_bytes))
 
     res = simulate_trace(npu, tr, max_chunks or DEFAULT_MAX_CHUNKS, record_members=timeline is not None,
                          system=sysconf.name)
@@ -224,6 +209,24 @@ def simulate(system, hw_name, sets, trace_file, gemm, lengths_file, requests_fro
         click.echo(f"wrote timeline {timeline}")
 
 
+def _simulation_input(trace_file, gemm, kw, make_gemm):
+    """The trace to simulate op by op: a trace file, a single GEMM (``make_gemm(M, K, N)``) or a
+    model traced now; exactly one of them."""
+    if len([x for x in (trace_file, gemm, kw.get("model")) if x]) > 1:
+        raise LlmsimError("--trace: give one of --trace, --model and --gemm")
+    if gemm:
+        if min(gemm) < 1:
+            raise LlmsimError(f"--gemm: expected three positive integers, found {' '.join(map(str, gemm))}")
+        return make_gemm(*gemm)
+    if trace_file:
+        from sim.trace import load_trace
+
+        return load_trace(trace_file)
+    if kw.get("model"):
+        return _capture_from(kw)
+    raise LlmsimError("--model: required (expected a zoo model name, or --trace FILE, or --gemm M K N)")
+
+
 def _simulate_gpu_ops(sysconf, gpu_name, sets, trace_file, gemm, top, as_json, kw) -> None:
     """gpu-only op by op: a traced model (prefill or decode, uniform batch), a trace file or a GEMM."""
     from sim.config.hardware import GpuConfig, load_hw
@@ -233,18 +236,8 @@ def _simulate_gpu_ops(sysconf, gpu_name, sets, trace_file, gemm, top, as_json, k
     gpu = load_hw(gpu_name or sysconf.gpu, list(sets) or None)
     if not isinstance(gpu, GpuConfig):
         raise LlmsimError(f"--gpu: expected a GPU config, found kind {gpu.kind!r}")
-    if gemm:
-        if min(gemm) < 1:
-            raise LlmsimError(f"--gemm: expected three positive integers, found {' '.join(map(str, gemm))}")
-        tr = Trace(meta={"model": f"gemm {gemm[0]}x{gemm[1]}x{gemm[2]}"}, ops=[gemm_op(*gemm)])
-    elif trace_file:
-        from sim.trace import load_trace
-
-        tr = load_trace(trace_file)
-    else:
-        if not kw.get("model"):
-            raise LlmsimError("--model: required (expected a zoo model name, or --trace FILE, or --gemm M K N)")
-        tr = _capture_from(kw)
+    tr = _simulation_input(trace_file, gemm, kw,
+                           lambda m, k, n: Trace(meta={"model": f"gemm {m}x{k}x{n}"}, ops=[gemm_op(m, k, n)]))
     res = simulate_trace_gpu(gpu, tr, system=sysconf.name)
     if as_json:
         _emit_json(res.to_json())
