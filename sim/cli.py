@@ -314,6 +314,44 @@ def _print_simulation(res, tr, top: int) -> None:
                    f"{o.score:7.3f}")
 
 
+# ------------------------------------------------------------------------------------- serve
+@cli.command()
+@click.option("--system", default="neupims", show_default=True,
+              help=f"system config name or path (bundled: {', '.join(SYSTEMS)})")
+@click.option("--model", "-m", required=True, help="zoo model name")
+@click.option("--tp", type=int, default=1, show_default=True, help="tensor-parallel degree (one device simulated)")
+@click.option("--layers", type=int, default=None, help="decoder layers (default: all)")
+@click.option("--requests", "dataset", type=click.Choice(["sharegpt", "alpaca"]), default="sharegpt",
+              show_default=True, help="request length distribution")
+@click.option("--n", "n_requests", type=int, default=1000, show_default=True, help="requests in the stream")
+@click.option("--max-batch", type=int, default=256, show_default=True)
+@click.option("--max-seq-len", type=int, default=2048, show_default=True)
+@click.option("--rate", type=float, default=None, help="Poisson arrivals, requests/s (default: all at t=0)")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--sub-batch", type=click.Choice(["on", "off"]), default=None,
+              help="override the system's sub-batch interleaving")
+@click.option("--gpu", "gpu_name", default=None, help="GPU of gpu-only (default h100)")
+@click.option("--json", "as_json", is_flag=True, help="print the result as JSON")
+def serve(system, model, tp, layers, dataset, n_requests, max_batch, max_seq_len, rate, seed, sub_batch, gpu_name,
+          as_json) -> None:
+    """Continuous (Orca-style, iteration-level) batching of a request stream on a system:
+    throughput, TTFT, TBT, per-iteration latency, utilization and memory traffic."""
+    from sim.systems.config import load_system
+    from sim.systems.serving import ServeConfig
+    from sim.systems.serving import serve as run_serve
+
+    cfg = ServeConfig(load_system(system), model, tp=tp, max_batch=max_batch, max_seq_len=max_seq_len,
+                      dataset=dataset, n_requests=n_requests, arrival="all-at-once" if rate is None else "poisson",
+                      rate=rate, seed=seed, layers=layers, gpu=gpu_name,
+                      sub_batch=None if sub_batch is None else sub_batch == "on")
+    res = run_serve(cfg)
+    if as_json:
+        _emit_json(res.to_json())
+        return
+    for line in res.summary_lines():
+        click.echo(line)
+
+
 # ------------------------------------------------------------------------------------- roofline
 @cli.command()
 @click.option("--trace", "trace_file", type=click.Path(dir_okay=False), default=None, help="trace file to score")

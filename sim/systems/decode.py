@@ -254,6 +254,21 @@ def _overlap(pim_s: float, npu_alone_s: float, npu_shared_s: float) -> float:
     return pim_s + npu_alone_s - pim_s * rate
 
 
+def sub_batch_stages(a1: Stages, s1: Stages, a2: Stages, s2: Stages, n: int) -> dict[str, float]:
+    """NeuPIMs' sub-batch stage table for two halves (``a``: stages alone, ``s``: with the NPU's
+    bandwidth share beside PIM): per-layer stages A..F and the ``total``
+    A + B + (C + D) x (layers - 1) + E + F, plus the ops outside the layers (both halves' embedding
+    and lm_head run, one after the other, on the NPU)."""
+    st = {"A": a1.qkv, "B": _overlap(a1.mha, a2.qkv, s2.qkv),
+          "C": _overlap(a2.mha, a1.post + a1.qkv, s1.post + s1.qkv),
+          "D": _overlap(a1.mha, a2.post + a2.qkv, s2.post + s2.qkv),
+          "E": _overlap(a2.mha, a1.post, s1.post), "F": a2.post,
+          "head": a1.head + a2.head, "tail": a1.tail + a2.tail}
+    st["total"] = (st["head"] + st["A"] + st["B"] + (st["C"] + st["D"]) * (n - 1) + st["E"] + st["F"]
+                   + st["tail"])
+    return st
+
+
 def decode_iteration(system: SystemConfig, model: str, batch: Batch, tp: int = 1, layers: int | None = None,
                      sub_batch: bool | None = None) -> IterationResult:
     """One decode step of every request in ``batch`` on ``system`` (see the module doc)."""
@@ -308,14 +323,10 @@ def decode_iteration(system: SystemConfig, model: str, batch: Batch, tp: int = 1
         shared, _, _ = stage_times(system, model, b, channels[mask], tp, layers, bandwidth_share=share)
         halves.append((alone, shared))
     (a1, s1), (a2, s2) = halves
-    A = a1.qkv
-    B = _overlap(a1.mha, a2.qkv, s2.qkv)
-    C = _overlap(a2.mha, a1.post + a1.qkv, s1.post + s1.qkv)
-    D = _overlap(a1.mha, a2.post + a2.qkv, s2.post + s2.qkv)
-    E = _overlap(a2.mha, a1.post, s1.post)
-    F = a2.post
-    total = a1.head + A + B + (C + D) * (n - 1) + E + F + a1.tail
-    stages = {"head": a1.head, "A": A, "B": B, "C": C * (n - 1), "D": D * (n - 1), "E": E, "F": F, "tail": a1.tail}
+    sb = sub_batch_stages(a1, s1, a2, s2, n)
+    A, B, C, D, E, F, total = (sb[k] for k in ("A", "B", "C", "D", "E", "F", "total"))
+    stages = {"head": sb["head"], "A": A, "B": B, "C": C * (n - 1), "D": D * (n - 1), "E": E, "F": F,
+              "tail": sb["tail"]}
     pim_busy = (a1.mha_pim + a2.mha_pim) * n
     util = {"pim_busy": pim_busy / total if total else 0.0, "npu_bandwidth_share_beside_pim": share}
     meta["sub_batches"] = [int(first.sum()), int((~first).sum())]
@@ -336,8 +347,8 @@ def decode_iteration(system: SystemConfig, model: str, batch: Batch, tp: int = 1
             sched.append(("pim", t, t + pim[1], pim[0]))
         t += dur
 
-    if a1.head:
-        stage(a1.head, [("head", a1.head)], None)
+    if sb["head"]:
+        stage(sb["head"], [("head", sb["head"])], None)
     stage(A, [("L0 QKV sb1", a1.qkv)], None)
     stage(B, [("L0 QKV sb2", s2.qkv)], ("L0 MHA sb1", a1.mha))
     for i in range(n - 1):
@@ -345,7 +356,7 @@ def decode_iteration(system: SystemConfig, model: str, batch: Batch, tp: int = 1
         stage(D, [(f"L{i} proj/FFN sb2", s2.post), (f"L{i + 1} QKV sb2", s2.qkv)], (f"L{i + 1} MHA sb1", a1.mha))
     stage(E, [(f"L{n - 1} proj/FFN sb1", s1.post)], (f"L{n - 1} MHA sb2", a2.mha))
     stage(F, [(f"L{n - 1} proj/FFN sb2", a2.post)], None)
-    if a1.tail:
-        stage(a1.tail, [("tail", a1.tail)], None)
+    if sb["tail"]:
+        stage(sb["tail"], [("tail", sb["tail"])], None)
     sched = [x for x in sched if x[2] > x[1]]
     return IterationResult(system.name, model, batch.size, n, total, freq, stages, True, util, meta, sched)
