@@ -37,6 +37,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/bench_trace.py
 	$(BIN)/python benchmarks/bench_memory.py
 	$(BIN)/python benchmarks/bench_npu.py
+	$(BIN)/python benchmarks/bench_systems.py
 
 clean:
 	rm -rf $(VENV) out
