@@ -352,6 +352,34 @@ def serve(system, model, tp, layers, dataset, n_requests, max_batch, max_seq_len
         click.echo(line)
 
 
+# ------------------------------------------------------------------------------------- quantize
+@cli.command()
+@click.option("--format", "fmt", required=True,
+              help="int, fp, flint, ant, olive, bitmod, bitmod-er, bitmod-ea, mxfp, mxint")
+@click.option("--bits", type=int, required=True, help="bits per weight (3 or 4; int 8; mx formats 4/6/8)")
+@click.option("--group-size", type=int, default=None, help="weights per group (default 128; 32 for mx formats)")
+@click.option("--input", "input_path", required=True, type=click.Path(dir_okay=False),
+              help=".npy weight [out_features, in_features]")
+@click.option("--output", "output_path", default=None, type=click.Path(dir_okay=False),
+              help="write the dequantized weights here (.npy)")
+@click.option("--json", "as_json", is_flag=True, help="print the result as JSON")
+def quantize(fmt, bits, group_size, input_path, output_path, as_json) -> None:
+    """Quantize a weight matrix per group with a number format (BitMoD's mixtures, ANT, OliVe, INT,
+    FP, MX); prints the MSE and the data type chosen per group."""
+    from sim.quant.api import quantize_cli
+
+    out = quantize_cli(fmt, bits, group_size, input_path, output_path)
+    if as_json:
+        _emit_json(out)
+        return
+    click.echo(f"{out['format']} {out['bits']}-bit, group {out['group_size']}: {out['groups']:,} groups, "
+               f"mse {out['mse']:.4g} (relative {out['rel_mse']:.4g}), {out['bits_per_weight']:.4g} bits/weight")
+    for name, count in out["dtype_counts"].items():
+        click.echo(f"  {name:<16} {count:>10,}")
+    if out.get("output"):
+        click.echo(f"wrote {out['output']}")
+
+
 # ------------------------------------------------------------------------------------- roofline
 @cli.command()
 @click.option("--trace", "trace_file", type=click.Path(dir_okay=False), default=None, help="trace file to score")

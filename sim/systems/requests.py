@@ -4,13 +4,14 @@
   optional ``ch_idx`` column pinning the request's KV cache to a channel (0-based).
 * ``--requests sharegpt|alpaca``: a batch sampled as NeuPIMs built its batches, steady-state
   continuous batching: in steady state a request is in the running batch for as long as it
-  generates, so the batch holds requests with probability proportional to their output length
-  (length-biased sampling), each at a uniformly random point of its generation; its context is
-  input + generated tokens, capped at the maximum sequence length (2048). Requests whose prompt
-  alone reaches the cap are not admitted. On the NeuPIMs ShareGPT trace (512 requests) this gives
-  mean 274-332 / median 206-229 / p90 530-671 over seeds, against the trace's 300 / 217 / 566.
-  The token counts come from ``../shared/data/<dataset>/stats.tsv`` when present, else from the
-  lognormals fitted to it (``workloads/requests/<dataset>.yaml``).
+  generates, so the batch holds requests with probability proportional to the tokens they
+  generate (length-biased sampling), each at a uniformly random point of its generation; its
+  context is input + generated tokens. A request stops at the maximum sequence length (2048), so
+  its output counts up to 2048 - input; prompts that reach the cap alone are not admitted. For
+  512 requests this gives mean 280-299 / median 208-224 / p90 561-650 over seeds from the data
+  file (263-300 / 200-227 / 530-631 from the shipped percentile table), against the NeuPIMs
+  trace's 300 / 217 / 566. The token counts come from ``../shared/data/<dataset>/stats.tsv`` when
+  present, else from its percentile table (``workloads/requests/<dataset>.yaml``).
 """
 
 from __future__ import annotations
@@ -68,29 +69,35 @@ def load_lengths(path: str | Path) -> Batch:
     return Batch(np.array(lengths, np.int64), np.array(channels, np.int64) if has_ch else None, str(p))
 
 
-def _token_counts(dataset: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, str]:
+def _token_counts(dataset: str, rng: np.random.Generator, use_data: bool = True) -> tuple[np.ndarray, np.ndarray, str]:
+    """(input tokens, output tokens, source) of a dataset: the data file when present (and
+    ``use_data``), else 200,000 draws from its shipped percentile table."""
     spec_path = find_bundled("workloads/requests", dataset, "request-length distribution")
     spec = load_yaml(spec_path)
     data = project_root().parent / "shared" / "data" / spec["data_file"]
-    if data.exists():
+    if use_data and data.exists():
         arr = np.loadtxt(data, delimiter="\t", skiprows=1, dtype=np.int64, ndmin=2)
         return arr[:, 0], arr[:, 1], f"{dataset} ({data.name}, {len(arr):,} requests)"
     n = 200_000
-    inp = np.maximum(1, np.round(rng.lognormal(spec["input_log_mean"], spec["input_log_std"], n))).astype(np.int64)
-    out = np.maximum(1, np.round(rng.lognormal(spec["output_log_mean"], spec["output_log_std"], n))).astype(np.int64)
-    return inp, out, f"{dataset} (lognormal fit, {spec_path.name})"
+    pct = np.asarray(spec["percentiles"], np.float64)
+    inp = np.maximum(1, np.round(np.interp(rng.random(n) * 100, pct, spec["input_tokens"]))).astype(np.int64)
+    out = np.maximum(1, np.round(np.interp(rng.random(n) * 100, pct, spec["output_tokens"]))).astype(np.int64)
+    return inp, out, f"{dataset} (percentile table, {spec_path.name})"
 
 
-def sample_batch(dataset: str, batch: int, seed: int = 0, max_seq_len: int = MAX_SEQ_LEN) -> Batch:
-    """``batch`` requests in steady-state continuous batching (see the module doc)."""
+def sample_batch(dataset: str, batch: int, seed: int = 0, max_seq_len: int = MAX_SEQ_LEN,
+                 use_data: bool = True) -> Batch:
+    """``batch`` requests in steady-state continuous batching (see the module doc); ``use_data``
+    False draws from the shipped percentile table even where the data file is present."""
     if batch < 1:
         raise LlmsimError(f"--batch: expected a positive integer, found {batch}")
     rng = np.random.default_rng(seed)
-    inp, out, source = _token_counts(dataset, rng)
+    inp, out, source = _token_counts(dataset, rng, use_data)
     ok = inp < max_seq_len
-    inp, out = inp[ok], np.maximum(out[ok], 1)
+    inp = inp[ok]
+    out = np.clip(out[ok], 1, max_seq_len - inp)   # a request stops at the maximum length
     w = out / out.sum()
     idx = rng.choice(len(inp), size=batch, p=w)
     done = rng.integers(0, out[idx])          # tokens generated so far: uniform over the output
-    lengths = np.minimum(inp[idx] + done, max_seq_len).astype(np.int64)
+    lengths = (inp[idx] + done).astype(np.int64)
     return Batch(np.maximum(lengths, 1), None, f"{source}, steady state, seed {seed}")
