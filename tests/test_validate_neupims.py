@@ -38,5 +38,7 @@ def test_naive_and_npu_only_within_25_percent(cases, name):
 def test_end_to_end_ratios_are_reported(cases):
     e2e = {n: c for n, c in cases.items() if "throughput" in n}
     assert len(e2e) == 5 and all(c.passed is None and c.reference is None for c in e2e.values())
-    # NeuPIMs beats every baseline at batch 256 (the paper's direction)
-    assert all(c.simulated > 1.0 for c in e2e.values())
+    # NeuPIMs beats the paper's baselines at batch 256 (the paper's direction); against the H200,
+    # whose HBM3e alone has 4.7x the NeuPIMs device's bandwidth, it need not
+    for base in ("npu-only", "npu-pim-naive", "gpu-only:a100"):
+        assert e2e[f"NeuPIMs / {base} throughput"].simulated > 1.0, base

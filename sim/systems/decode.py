@@ -123,12 +123,16 @@ def attention_ops(template: Op, lengths: np.ndarray) -> list[Op]:
     e = template.extra
     h, hkv, d, dv = int(e["heads"]), int(e["kv_heads"]), int(e["head_dim"]), int(e["v_head_dim"])
     b0, lq = int(e["batch"]), int(e["q_len"])
-    out_bytes = template.bytes_activation / max(1, (b0 * h * lq * (d + dv)))  # bytes per Q/O element
+    # element widths as traced: activations from the output's dtype, the KV cache from its bytes
+    act_bits = 8 * {"fp32": 4, "fp16": 2, "bf16": 2, "fp8": 1, "int8": 1}.get(
+        template.output_dtypes[0] if template.output_dtypes else "fp16", 2)
+    cached = int(e.get("cached_tokens_read", 0))
+    kv_bits = 8 * template.bytes_kv_read / (b0 * hkv * cached * (d + dv)) if cached else act_bits
     ops = []
     for length, count in zip(*np.unique(lengths, return_counts=True)):
         length, count = int(length), int(count)
         cost = attention_cost(count, h, hkv, lq, length, d, dv, True, e.get("sliding_window"), length - lq,
-                              out_bytes * 8, out_bytes * 8)
+                              act_bits, kv_bits)
         extra = dict(e, batch=count, kv_len=length, pairs=int(cost.pairs), flops_qk=cost.flops_qk,
                      flops_sv=cost.flops_sv, softmax_flops=cost.softmax_flops,
                      cached_tokens_read=int(cost.cached_tokens_read))
