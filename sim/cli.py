@@ -247,9 +247,7 @@ def _simulate_gpu_ops(sysconf, gpu_name, sets, trace_file, gemm, top, as_json, k
 
 
 def _simulate_batch(sysconf, lengths_file, requests_from, sub_batch, gpu_name, as_json, kw, timeline=None) -> None:
-    import numpy as np
-
-    from sim.systems.requests import Batch, load_lengths, sample_batch
+    from sim.systems.requests import load_lengths, sample_batch, uniform_batch
 
     if not kw.get("model"):
         raise LlmsimError("--model: required (expected a zoo model name; see `llmsim models`)")
@@ -262,10 +260,7 @@ def _simulate_batch(sysconf, lengths_file, requests_from, sub_batch, gpu_name, a
     elif requests_from:
         batch = sample_batch(requests_from, kw["batch"], seed=kw["seed"])
     else:
-        if kw["batch"] < 1 or kw["seq_len"] < 1:
-            raise LlmsimError("--batch: expected positive --batch and --seq-len")
-        batch = Batch(np.full(kw["batch"], kw["seq_len"] + 1, np.int64), None,
-                      f"uniform: {kw['batch']} requests of {kw['seq_len']} cached tokens")
+        batch = uniform_batch(kw["batch"], kw["seq_len"])
     if sysconf.accelerator == "gpu":
         from sim.gpu.iteration import gpu_decode_iteration
 

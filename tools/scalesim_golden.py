@@ -42,7 +42,6 @@ import csv
 import json
 import os
 import subprocess
-import sys
 import tempfile
 import time
 import venv

@@ -14,7 +14,6 @@ log errors (relative errors, symmetric in over / under prediction).
 from __future__ import annotations
 
 import argparse
-import math
 import re
 import statistics
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ import numpy as np
 from scipy.optimize import least_squares
 
 from sim.config.hardware import GpuConfig, GpuModelParams, load_hw
-from sim.gpu.model import _calibration_efficiency, _rates, gemm_op, gemm_tilings, l2_bytes, op_time
+from sim.gpu.model import _rates, gemm_op, gemm_tilings, l2_bytes, op_time
 from sim.roofline.analyzer import op_row
 
 SOURCE = ("../shared/reference/roofline-and-peers.md, 'Measured GPU ceilings (NVIDIA H200, bf16, PyTorch 2.11, "

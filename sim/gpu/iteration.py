@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import numpy as np
-
 from sim.config.hardware import GpuConfig, load_hw
 from sim.errors import LlmsimError
 from sim.systems.decode import IterationResult
@@ -47,7 +45,3 @@ def gpu_decode_iteration(system, gpu_name: str, model: str, batch: Batch, tp: in
     freq = gpu.boost_freq_mhz * 1e6
     return IterationResult(system.name, model, batch.size, n_layers, res.time_s, freq, stages, False,
                            dict(res.utilization), meta)
-
-
-def uniform_batch(batch: int, seq_len: int) -> Batch:
-    return Batch(np.full(batch, seq_len + 1, np.int64), None, f"uniform: {batch} requests of {seq_len} cached tokens")

@@ -206,7 +206,7 @@ def _attention(op: Op, r: _Rates, lat: float) -> GpuOpTime:
     mem = lat + nbytes / r.bw
     try:
         b, h, hkv = int(e["batch"]), int(e["heads"]), int(e.get("kv_heads") or e["heads"])
-        lq, lk, d = int(e["q_len"]), int(e["kv_len"]), int(e["head_dim"])
+        lq, lk, _ = int(e["q_len"]), int(e["kv_len"]), int(e["head_dim"])
     except (KeyError, TypeError, ValueError):
         c = op.flops / r.matrix
         return GpuOpTime(0.0, c, mem, 0.0, bound="compute" if c > mem else "memory")

@@ -34,7 +34,7 @@ import simpy
 
 from sim.config.hardware import NpuConfig
 from sim.des.clock import TimeBase
-from sim.des.core import Simulator, Unit
+from sim.des.core import Simulator
 from sim.npu.mapping import OpPlan, Tile
 from sim.npu.memory_service import MemoryService
 
@@ -68,7 +68,7 @@ def chunk_sizes(n: int, max_chunks: int) -> list[int]:
     return ramp + mids + ramp[::-1]
 
 
-def make_chunks(plan: OpPlan, max_chunks: int, arrays: int, vector_units: int) -> list[Chunk]:
+def make_chunks(plan: OpPlan, max_chunks: int) -> list[Chunk]:
     """The plan's tiles merged into chunks of :func:`chunk_sizes` (whole repeats of the pattern are
     added at once, so a chunk costs O(pattern) to build, not O(tiles))."""
     pattern = plan.runs
@@ -77,7 +77,7 @@ def make_chunks(plan: OpPlan, max_chunks: int, arrays: int, vector_units: int) -
     whole_store = sum(c * t.store_bytes for c, t in pattern)
     whole_phases: list[list] = []
     for c, t in pattern:
-        _add_phases(whole_phases, t, c, arrays, vector_units)
+        _add_phases(whole_phases, t, c)
     out: list[Chunk] = []
     rep, idx, left = 0, 0, pattern[0][0] if pattern else 0   # cursor: repeat, run, tiles left in it
     for size in chunk_sizes(plan.tiles, max_chunks):
@@ -97,7 +97,7 @@ def make_chunks(plan: OpPlan, max_chunks: int, arrays: int, vector_units: int) -
             take = min(need, left)
             load += take * tile.load_bytes
             store += take * tile.store_bytes
-            _add_phases(phases, tile, take, arrays, vector_units)
+            _add_phases(phases, tile, take)
             left -= take
             need -= take
             if left == 0:
@@ -126,7 +126,7 @@ def _merge_phase_lists(phases: list[list], add: list[list], times: int) -> None:
         phases.extend([a[0], a[1] * times, a[2]] for a in add)
 
 
-def _add_phases(phases: list[list], tile: Tile, times: int, arrays: int, vector_units: int) -> None:
+def _add_phases(phases: list[list], tile: Tile, times: int) -> None:
     """Merge ``times`` copies of a tile's phases into the chunk's phase list, phase by phase (a
     merged phase keeps busy the most units any of its tiles does)."""
     if phases and [p[0] for p in phases] == [u for u, _, _ in tile.phases]:
@@ -229,7 +229,7 @@ class NpuCore:
         buffers = simpy.Resource(sim, 2 if (sp is None or sp.double_buffered) else 1)
         key = (id(plan), max_chunks)
         if key not in self._chunks:      # a repeated layer replays the same chunks
-            self._chunks[key] = make_chunks(plan, max_chunks, self.npu.systolic.count, self.npu.vector.units)
+            self._chunks[key] = make_chunks(plan, max_chunks)
         chunks = self._chunks[key]
         start = sim.now
         busy0 = {k: g.busy_ticks for k, (g, _) in self.groups.items()}

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from sim.config.hardware import NpuConfig
 from sim.npu.systolic import map_gemm
-from sim.npu.tiler import CoreBuffers, choose_tiling, pipeline_fill_cycles, tile_compute_cycles
+from sim.npu.tiler import CoreBuffers, block_sizes, choose_tiling, pipeline_fill_cycles, tile_compute_cycles
 from sim.npu.vector import REDUCTIONS, vector_cycles
 from sim.trace.schema import Op
 
@@ -67,9 +67,6 @@ class OpPlan:
     def write_bytes(self) -> float:
         return self.repeat * sum(c * t.store_bytes for c, t in self.runs)
 
-    def cycles_on(self, unit: str) -> int:
-        fill = self.fill_cycles if unit == "array" else 0
-        return fill + self.repeat * sum(c * sum(cy for u, cy, _ in t.phases if u == unit) for c, t in self.runs)
 
 
 def core_buffers(npu: NpuConfig, bytes_per_cycle: float, latency_cycles: float = 0.0) -> CoreBuffers:
@@ -130,11 +127,11 @@ def gemm_runs(core: CoreBuffers, t, elem: float, w_elem: float) -> list[tuple[in
     stores its output block)."""
     runs: list[tuple[int, Tile]] = []
     first_n = True
-    for sn, cn in _edge(t.n, t.nt):
+    for sn, cn in block_sizes(t.n, t.nt):
         for _ in range(cn):
-            for sm, cm in _edge(t.m, t.mt):
+            for sm, cm in block_sizes(t.m, t.mt):
                 block: list[tuple[int, Tile]] = []
-                k_edges = _edge(t.k, t.kt)
+                k_edges = block_sizes(t.k, t.kt)
                 for idx, (sk, ck) in enumerate(k_edges):
                     a = 0.0 if (t.a_resident and not first_n) else sm * sk * elem
                     mid = Tile(a + sk * sn * w_elem, (array_phase(core, sm, sk, sn),), 0.0)
@@ -152,11 +149,6 @@ def array_phase(core: CoreBuffers, m: int, k: int, n: int) -> tuple[str, int, in
     sr, sc, _ = map_gemm(m, k, n, core.dataflow)
     folds = math.ceil(sr / core.rows) * math.ceil(sc / core.cols)
     return "array", tile_compute_cycles(core, m, k, n), min(core.arrays, folds)
-
-
-def _edge(dim: int, t: int) -> list[tuple[int, int]]:
-    full, rest = divmod(dim, t)
-    return [(t, full)] * (full > 0) + [(rest, 1)] * (rest > 0)
 
 
 def _merge_runs(runs: list[tuple[int, Tile]]) -> list[tuple[int, Tile]]:

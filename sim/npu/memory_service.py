@@ -47,10 +47,6 @@ class MemoryService:
         from ``base`` (requests of ``request_bytes``; a partial request moves a whole one)."""
         return _channel_bytes(self, base % self.period_bytes, rows, row_bytes, stride)
 
-    def transfer_cycles(self, per_channel: np.ndarray, write: bool) -> float:
-        """Memory cycles the busiest channel needs for its bytes at the sustained rate."""
-        rate = self.write_bytes_per_cycle if write else self.read_bytes_per_cycle
-        return float(per_channel.max()) / rate if len(per_channel) else 0.0
 
 
 @lru_cache(maxsize=4096)

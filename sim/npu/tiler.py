@@ -113,17 +113,17 @@ def pipeline_fill_cycles(core: CoreBuffers) -> int:
     return (core.rows if core.dataflow in ("ws", "is") else 0) + core.rows + core.cols - 2
 
 
-def _edge_sum(dim: int, t: int) -> list[tuple[int, int]]:
-    """(size, count) of the blocks of ``dim`` split into ``t``."""
+def block_sizes(dim: int, t: int) -> list[tuple[int, int]]:
+    """(size, count) of the blocks of ``dim`` cut into ``t``: the full ones, then the remainder."""
     full, rest = divmod(dim, t)
-    return [(t, full)] + ([(rest, 1)] if rest else [])
+    return [(t, full)] * (full > 0) + [(rest, 1)] * (rest > 0)
 
 
 def gemm_compute_cycles(core: CoreBuffers, m: int, k: int, n: int, mt: int, kt: int, nt: int) -> int:
     total = 0
-    for sm, cm in _edge_sum(m, mt):
-        for sk, ck in _edge_sum(k, kt):
-            for sn, cn in _edge_sum(n, nt):
+    for sm, cm in block_sizes(m, mt):
+        for sk, ck in block_sizes(k, kt):
+            for sn, cn in block_sizes(n, nt):
                 total += cm * ck * cn * tile_compute_cycles(core, sm, sk, sn)
     return total
 

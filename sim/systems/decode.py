@@ -144,14 +144,19 @@ def attention_ops(template: Op, lengths: np.ndarray) -> list[Op]:
 
 
 # ------------------------------------------------------------------------------------ components
-def _npu_seconds(npu, ops: list[Op], bandwidth_share: float = 1.0) -> float:
+def npu_run(npu, ops: list[Op], bandwidth_share: float = 1.0) -> tuple[float, float]:
+    """(seconds, DRAM read + write bytes) of ``ops`` one after another on the NPU simulator."""
     if not ops:
-        return 0.0
+        return 0.0, 0.0
     from sim.npu.simulate import simulate_trace
 
     res = simulate_trace(npu, Trace(meta={"model": "stage"}, ops=ops), record_members=False,
                          bandwidth_share=bandwidth_share)
-    return res.time_s
+    return res.time_s, float(sum(o.read_bytes + o.write_bytes for o in res.ops))
+
+
+def _npu_seconds(npu, ops: list[Op], bandwidth_share: float = 1.0) -> float:
+    return npu_run(npu, ops, bandwidth_share)[0]
 
 
 @lru_cache(maxsize=8)
@@ -317,8 +322,6 @@ def decode_iteration(system: SystemConfig, model: str, batch: Batch, tp: int = 1
     # ---- sub-batch interleaving
     cost = request_pim_cycles(system.memory(), batch.lengths, head_dim, heads)
     first = split_sub_batches(batch.lengths, channels, cost)
-    if batch.size < 2:
-        return decode_iteration(system, model, batch, tp, layers, sub_batch=False)
     halves = []
     share = npu_bandwidth_share(system.memory())
     for mask in (first, ~first):

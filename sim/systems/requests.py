@@ -40,6 +40,14 @@ class Batch:
         return int(self.lengths.shape[0])
 
 
+def uniform_batch(batch: int, seq_len: int) -> Batch:
+    """``batch`` requests with ``seq_len`` cached tokens each (KV length seq_len + 1 with the new
+    token, as a decode trace has it)."""
+    if batch < 1 or seq_len < 1:
+        raise LlmsimError(f"--batch: expected positive --batch and --seq-len, found {batch} and {seq_len}")
+    return Batch(np.full(batch, seq_len + 1, np.int64), None, f"uniform: {batch} requests of {seq_len} cached tokens")
+
+
 def load_lengths(path: str | Path) -> Batch:
     """A batch from a CSV (``seq_len`` and optional ``ch_idx`` columns); one-line errors."""
     p = Path(path)

@@ -239,13 +239,9 @@ class CostModel:
     # ------------------------------------------------------------------ NPU simulations
     def _npu_run(self, ops: list[Op], share: float = 1.0) -> tuple[float, float]:
         """(seconds, DRAM bytes) of ``ops`` one after another on the NPU."""
-        if not ops:
-            return 0.0, 0.0
-        from sim.npu.simulate import simulate_trace
+        from sim.systems.decode import npu_run
 
-        res = simulate_trace(self.npu, Trace(meta={"model": "stage"}, ops=ops), record_members=False,
-                             bandwidth_share=share)
-        return res.time_s, float(sum(o.read_bytes + o.write_bytes for o in res.ops))
+        return npu_run(self.npu, ops, share)
 
     def _stage_point(self, batch: int, share: float) -> np.ndarray:
         """[qkv s, post s, head s, tail s, layer bytes, head+tail bytes] at an exact batch size."""
