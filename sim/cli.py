@@ -60,6 +60,9 @@ def _model_options(f):
         click.option("--group-size", type=int, default=None, help="weights per quantization group"),
         click.option("--group-meta-bits", type=float, default=0.0, show_default=True,
                      help="metadata bits per group (scale, type selector)"),
+        click.option("--weight-bits-rule", "weight_bits_rules", multiple=True, metavar="GLOB=BITS",
+                     help="bits per weight for the modules whose path matches GLOB (first match wins; "
+                          "repeatable), e.g. 'model.layers.*.mlp.down_proj=8'"),
         click.option("--seed", type=int, default=0, show_default=True),
         click.option("--model-set", "model_set", multiple=True, metavar="KEY.PATH=VALUE",
                      help="override a field of the model YAML (repeatable)"),
@@ -83,8 +86,24 @@ def _capture_from(kw: dict[str, Any]):
         layers=kw["layers"], tp=kw["tp"], device=kw["device"],
         dtype=TORCH_DTYPE_ALIASES.get(kw["dtype"], kw["dtype"]), weight_bits=kw["weight_bits"],
         act_bits=kw["act_bits"], kv_bits=kw["kv_bits"], group_size=kw["group_size"],
-        group_meta_bits=kw["group_meta_bits"], seed=kw["seed"], overrides=list(kw["model_set"]) or None,
+        group_meta_bits=kw["group_meta_bits"], weight_bits_rules=parse_weight_bits_rules(kw.get("weight_bits_rules", ())),
+        seed=kw["seed"], overrides=list(kw["model_set"]) or None,
     )
+
+
+def parse_weight_bits_rules(rules) -> list[tuple[str, float]]:
+    """``GLOB=BITS`` strings of ``--weight-bits-rule`` as (glob, bits) pairs."""
+    out = []
+    for r in rules:
+        pattern, sep, bits = str(r).rpartition("=")
+        try:
+            value = float(bits)
+        except ValueError:
+            value = None
+        if not sep or not pattern or value is None:
+            raise LlmsimError(f"--weight-bits-rule: expected GLOB=BITS (e.g. '*.down_proj=8'), found {r!r}")
+        out.append((pattern, value))
+    return out
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

@@ -146,3 +146,9 @@ def test_expanded_keeps_execution_order(traced):
             firsts.append(key)
     assert firsts == [("prefill", 0, 0), ("prefill", 0, 1), ("decode", 1, 0), ("decode", 1, 1),
                       ("decode", 2, 0), ("decode", 2, 1)]
+
+
+@pytest.mark.parametrize("rule", ["down_proj", "=4", "*.down_proj=four", "*.down_proj=0"])
+def test_bad_weight_bits_rule_is_one_line(rule):
+    r = run_cli("trace", "-m", "llama2-7b", "--layers", "1", "--weight-bits-rule", rule, "--json")
+    assert_one_line_error(r, "--weight-bits-rule")

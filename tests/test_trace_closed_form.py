@@ -467,6 +467,42 @@ def test_kv_bits_8_halves_kv_bytes_only(traced):
     assert kv8["activation"] == base["activation"]
 
 
+def test_ops_carry_their_weight_and_kv_bits(traced):
+    g = full(traced, LLAMA2, *DEC, weight_bits=4, group_size=128, group_meta_bits=8, kv_bits=8)
+    for o in g.ops:
+        has_matrix = o.op_class == "gemm" and o.bytes_weight > 0
+        assert o.weight_bits == (4.0625 if has_matrix or o.op_class == "embedding" else None), o.module
+        assert o.kv_bits == (8 if o.op_class in ("attention", "kv_cache") else None), o.module
+    plain = full(traced, LLAMA2, *DEC)
+    assert {o.weight_bits for o in of_class(plain, "gemm")} == {16}
+    assert {o.kv_bits for o in of_class(plain, "attention")} == {16}
+
+
+def test_weight_bits_rules_set_per_module_bits_and_bytes(traced):
+    d = dims(LLAMA2)
+    rules = (("*.mlp.down_proj", 8.0), ("lm_head", 16.0))
+    t = full(traced, LLAMA2, *DEC, weight_bits=4, weight_bits_rules=rules)
+    base = full(traced, LLAMA2, *DEC, weight_bits=4)
+    for o in of_class(t, "gemm"):
+        want = 8 if o.module.endswith("mlp.down_proj") else 16 if o.module == "lm_head" else 4
+        assert o.weight_bits == want, o.module
+    downs = by_module_suffix(t, "mlp.down_proj")
+    extra = sum(o.bytes_weight * o.repeat for o in downs) / 2            # 8 bits instead of 4
+    head = next(o for o in t.ops if o.module == "lm_head")
+    extra += head.bytes_weight * 3 / 4                                   # 16 bits instead of 4
+    assert t.bytes_by_role()["weight"] == pytest.approx(base.bytes_by_role()["weight"] + extra, rel=1e-12)
+    assert sum(o.bytes_weight * o.repeat for o in downs) == d.layers * d.hidden * d.inter
+
+
+def test_trace_file_round_trips_per_op_bits(traced, tmp_path):
+    from sim.trace.fileio import load_trace, save_trace
+
+    t = full(traced, LLAMA2, *DEC, weight_bits=3, kv_bits=8)
+    for suffix in (".json", ".parquet"):
+        back = load_trace(save_trace(t, tmp_path / f"t{suffix}"))
+        assert [(o.weight_bits, o.kv_bits) for o in back.ops] == [(o.weight_bits, o.kv_bits) for o in t.ops]
+
+
 # ------------------------------------------------------------------------------------ generate
 GEN = dict(phase="generate", batch=2, seq_len=32, new_tokens=3, layers=2, device="meta")
 

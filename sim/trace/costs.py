@@ -13,8 +13,9 @@ Conventions (docs/accounting.md holds the full list):
 
 from __future__ import annotations
 
+import fnmatch
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Iterable
 
 import torch
@@ -110,6 +111,17 @@ class Precision:
     kv_bits: float | None = None
     group_size: int | None = None
     group_meta_bits: float = 0.0
+    # Per-module weight widths, first match wins: (glob on the module path, bits), e.g.
+    # ("*.mlp.down_proj", 8) keeps down projections at 8 bits (ANT-style per-layer precision).
+    # The group metadata of the run applies to these bits too.
+    weight_bits_rules: tuple[tuple[str, float], ...] = ()
+
+    def for_module(self, module: str) -> "Precision":
+        """The precision that applies inside ``module`` (its weight-bits rule, if one matches)."""
+        for pattern, bits in self.weight_bits_rules:
+            if fnmatch.fnmatchcase(module, pattern):
+                return replace(self, weight_bits=bits, weight_bits_rules=())
+        return self
 
     @property
     def weight_bits_effective(self) -> float | None:
@@ -142,6 +154,7 @@ class Precision:
             "group_size": self.group_size,
             "group_meta_bits": self.group_meta_bits,
             "weight_bits_effective": self.weight_bits_effective,
+            "weight_bits_rules": [[p, b] for p, b in self.weight_bits_rules],
         }
 
 

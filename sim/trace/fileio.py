@@ -135,6 +135,10 @@ def _op_from_dict(path: Path, i: int, d: Any) -> Op:
         v = d.get(key, [])
         if not (isinstance(v, list) and all(isinstance(x, str) for x in v)):
             raise _bad(path, f"{at}.{key}", "a list of dtype names", v)
+    for key in ("weight_bits", "kv_bits"):
+        v = d.get(key)
+        if v is not None and (not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 < v <= 64):
+            raise _bad(path, f"{at}.{key}", "null or a bit width in (0, 64]", v)
     extra = d.get("extra", {})
     if not isinstance(extra, dict):
         raise _bad(path, f"{at}.extra", "a mapping", extra)

@@ -68,6 +68,7 @@ class Recorder(TorchDispatchMode):
         self.stack: list[tuple[str, str]] = []  # (module path, class name)
         self._suppress = 0
         self._hooks: list[Any] = []
+        self._prec_cache: dict[str, Precision] = {}
 
     # ---------------------------------------------------------------- module tracking
     def __enter__(self):
@@ -133,6 +134,17 @@ class Recorder(TorchDispatchMode):
     def role(self, t: torch.Tensor) -> str:
         return self.roles.get(t, "activation")
 
+    @property
+    def prec(self) -> Precision:
+        """The precision of the current module (its ``weight_bits_rules`` match, if any)."""
+        if not self.precision.weight_bits_rules:
+            return self.precision
+        module = self.module
+        cached = self._prec_cache.get(module)
+        if cached is None:
+            cached = self._prec_cache[module] = self.precision.for_module(module)
+        return cached
+
     # ---------------------------------------------------------------- dispatch
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -159,7 +171,7 @@ class Recorder(TorchDispatchMode):
 
     def _record(self, func, name: str, kind: str, args: tuple, ins: list[torch.Tensor],
                 outs: list[torch.Tensor]) -> None:
-        prec = self.precision
+        prec = self.prec
         by_role = {"weight": 0.0, "activation": 0.0, "kv_read": 0.0, "kv_write": 0.0}
         extra: dict[str, Any] = {}
         seen: set[int] = set()
@@ -240,10 +252,10 @@ class Recorder(TorchDispatchMode):
         native = dtype_name(ref.dtype) if ref is not None else "fp32"
         if kind != "gemm":
             return native
-        a = self.precision.act_bits
+        a = self.prec.act_bits
         if other_bits is _FROM_INPUTS:
             has_weight = any(self.role(t) == "weight" and t.dim() >= 2 for t in ins)
-            other_bits = self.precision.weight_bits if has_weight else a
+            other_bits = self.prec.weight_bits if has_weight else a
         if a is not None and a <= 8 and isinstance(other_bits, (int, float)) and other_bits <= 8:
             return "int4" if max(a, other_bits) <= 4 else "int8"
         return native
@@ -252,6 +264,12 @@ class Recorder(TorchDispatchMode):
                  ins: list[torch.Tensor], outs: list[torch.Tensor], compute_dtype: str,
                  extra: dict[str, Any], module: str | None = None) -> Op:
         module = self.module if module is None else module
+        prec = self.prec
+        weights = [t for t in ins if self.role(t) == "weight" and t.dim() >= 2 and t.is_floating_point()]
+        weight_bits = prec.bits(weights[0], "weight") if weights else None
+        kv_bits = None
+        if op_class in ("attention", "kv_cache") and ins:
+            kv_bits = prec.bits(ins[1] if op_class == "attention" else ins[0], "kv")
         return Op(
             name=name,
             op_class=op_class,
@@ -270,6 +288,8 @@ class Recorder(TorchDispatchMode):
             compute_dtype=compute_dtype,
             step=self.step,
             extra=extra,
+            weight_bits=weight_bits,
+            kv_bits=kv_bits,
         )
 
     # ---------------------------------------------------------------- fused regions

@@ -53,6 +53,8 @@ class Op:
     repeat: int = 1                # identical consecutive layers this record stands for
     step: int = 0                  # decode step within a generate trace (0 for prefill)
     extra: dict[str, Any] = field(default_factory=dict)
+    weight_bits: float | None = None  # bits per element of the op's weight matrix, group metadata included
+    kv_bits: float | None = None      # bits per KV-cache element the op reads or writes
 
     @property
     def bytes(self) -> float:

@@ -39,6 +39,7 @@ def capture(
     kv_bits: float | None = None,
     group_size: int | None = None,
     group_meta_bits: float = 0.0,
+    weight_bits_rules: list[tuple[str, float]] | tuple[tuple[str, float], ...] = (),
     seed: int = 0,
     dedup: bool = True,
     overrides: list[str] | None = None,
@@ -47,13 +48,18 @@ def capture(
     spec = model if isinstance(model, ModelSpec) else load_model_spec(model, overrides)
     _check_args(spec, phase, batch, seq_len, new_tokens, tp, weight_bits, act_bits, kv_bits, group_size,
                 group_meta_bits)
+    rules = tuple((str(p), float(b)) for p, b in weight_bits_rules)
+    for pattern, bits in rules:
+        if not (0 < bits <= 32):
+            raise LlmsimError(f"--weight-bits-rule: {pattern}={bits}: expected a bit width in (0, 32]")
     dev = ("cpu" if spec.cpu_default else "meta") if device == "auto" else device
     if dev not in ("cpu", "meta"):
         raise LlmsimError(f"--device: expected auto, cpu or meta, found {device!r}")
     tdtype = zoo.TORCH_DTYPES[dtype or spec.dtype] if (dtype or spec.dtype) in zoo.TORCH_DTYPES else None
     if tdtype is None:
         raise LlmsimError(f"--dtype: expected one of {', '.join(zoo.TORCH_DTYPES)}, found {dtype!r}")
-    precision = Precision(weight_bits, act_bits, kv_bits, group_size, group_meta_bits if group_size else 0.0)
+    precision = Precision(weight_bits, act_bits, kv_bits, group_size, group_meta_bits if group_size else 0.0,
+                          weight_bits_rules=rules)
 
     torch.manual_seed(seed)
     net = None
