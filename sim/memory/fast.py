@@ -174,10 +174,8 @@ def _issue_at(cmd, b, t, n_banks, iss_ptr, iss_idx, iss_lat, win_ptr, win_idx, b
     its largest latency; see :func:`_prepare`), then the window rules (tFAW ...) as the engine's."""
     key = cmd * n_banks + b
     for j in range(iss_ptr[key], iss_ptr[key + 1]):
-        v = t + iss_lat[j]
         f = iss_idx[j]
-        if v > readyf[f]:
-            readyf[f] = v
+        readyf[f] = max(readyf[f], t + iss_lat[j])
     for j in range(win_ptr[cmd], win_ptr[cmd + 1]):
         k = win_idx[j]
         lv = c_level[k]
