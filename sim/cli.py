@@ -144,7 +144,7 @@ def trace(output, sets, as_json, **kw) -> None:
 
 
 # ------------------------------------------------------------------------------------- simulate
-SYSTEMS = ["npu-only", "npu-pim-naive", "neupims", "gpu-only"]
+SYSTEMS = ["npu-only", "npu-pim-naive", "neupims", "gpu-only", "bitmod", "ant", "olive", "fp16-accel"]
 
 
 @cli.command()
@@ -167,10 +167,12 @@ SYSTEMS = ["npu-only", "npu-pim-naive", "neupims", "gpu-only"]
 @click.option("--max-chunks", type=int, default=None,
               help="fidelity: tiles of one op merged into at most about this many DES steps (default 48)")
 @click.option("--top", type=int, default=None, help="list only the N slowest op records (default: every record)")
+@click.option("--engine", type=click.Choice(["des", "analytic"]), default="des", show_default=True,
+              help="bit-serial systems: the discrete-event model or the artifact's per-layer analytic model")
 @click.option("--json", "as_json", is_flag=True, help="print the result as JSON")
 @_model_options
 def simulate(system, hw_name, sets, trace_file, gemm, lengths_file, requests_from, sub_batch, gpu_name, timeline,
-             max_chunks, top, as_json, **kw) -> None:
+             max_chunks, top, engine, as_json, **kw) -> None:
     """Simulate a model (or one GEMM) on a system. Op by op on the NPU (npu-only with a uniform
     batch, --trace or --gemm): time per op class, utilization per unit and every op's roofline
     score. A batch of requests with their own lengths (--lengths, --requests, or a PIM or GPU
@@ -180,6 +182,12 @@ def simulate(system, hw_name, sets, trace_file, gemm, lengths_file, requests_fro
     from sim.systems.config import load_system
 
     sysconf = load_system(system)
+    if sysconf.accelerator == "bitserial":
+        if trace_file or gemm or lengths_file or requests_from or timeline or sub_batch:
+            raise LlmsimError(f"--system: {sysconf.name} runs a traced model (--model, --phase prefill|decode|generate); "
+                              "--trace, --gemm, --lengths, --requests, --timeline and --sub-batch do not apply")
+        _simulate_bitserial(sysconf, sets, engine, as_json, kw)
+        return
     if sysconf.accelerator == "gpu" and not (lengths_file or requests_from) and (
             trace_file or gemm or kw.get("phase") == "prefill"):
         _simulate_gpu_ops(sysconf, gpu_name, sets, trace_file, gemm, top, as_json, kw)
@@ -244,6 +252,42 @@ def _simulation_input(trace_file, gemm, kw, make_gemm):
     if kw.get("model"):
         return _capture_from(kw)
     raise LlmsimError("--model: required (expected a zoo model name, or --trace FILE, or --gemm M K N)")
+
+
+def _simulate_bitserial(sysconf, sets, engine, as_json, kw) -> None:
+    """A traced model on a bit-serial (BitMoD) or bit-parallel (ANT, OliVe, FP16) accelerator, at the
+    system's weight precision for the task unless --weight-bits / --kv-bits say otherwise."""
+    from sim.config.hardware import BitSerialConfig, load_hw
+    from sim.systems.bitserial_run import run_trace
+
+    dev = load_hw(sysconf.bitserial, list(sets) or None)
+    if not isinstance(dev, BitSerialConfig):
+        raise LlmsimError(f"--system: {sysconf.name}: bitserial: expected a bitserial config, found kind {dev.kind!r}")
+    if not kw.get("model"):
+        raise LlmsimError("--model: required (expected a zoo model name; see `llmsim models`)")
+    task = kw.get("phase") or "decode"
+    kw["phase"] = task
+    q = sysconf.quantization
+    wp = q.for_task(task)
+    if kw.get("weight_bits") is None:
+        kw["weight_bits"] = wp.bits_for(kw["model"])
+        if kw.get("group_size") is None and wp.group_size:
+            kw["group_size"], kw["group_meta_bits"] = wp.group_size, wp.group_meta_bits
+    if kw.get("kv_bits") is None:
+        kw["kv_bits"] = q.kv_bits
+    tr = _capture_from(kw)
+    res = run_trace(dev, tr, task, engine=engine, system=sysconf.name)
+    out = res.to_json()
+    if as_json:
+        _emit_json(out)
+        return
+    click.echo(f"{out['system']} ({out['design']}, {out['array']} array, {engine}): {out['model']} {task}, "
+               f"weights {out['weight_bits']} bits, KV {out['kv_bits']} bits")
+    click.echo(f"  {out['time_s'] * 1e3:.3f} ms ({out['cycles']:,} cycles), {out['tokens_per_s']:,.1f} tokens/s, "
+               f"{out['energy_j'] * 1e3:.3f} mJ")
+    for kind, v in out["by_kind"].items():
+        click.echo(f"  {kind:<8} {v['cycles'] / res.freq_hz * 1e3:10.3f} ms  {v['dram_bytes'] / 1e6:10.2f} MB  "
+                   f"{v['energy_pj'] * 1e-9:10.3f} mJ")
 
 
 def _simulate_gpu_ops(sysconf, gpu_name, sets, trace_file, gemm, top, as_json, kw) -> None:

@@ -19,13 +19,41 @@ class PimUse(Strict):
     row_buffers: Literal[1, 2] = Field(description="1: blocked PIM (one row buffer per bank); 2: NeuPIMs' dual row buffers")
 
 
+class WeightPrecision(Strict):
+    """Weight widths a system runs a task at (the quantization policy, not a device property)."""
+
+    bits: float = Field(gt=0, le=32, description="bits per weight before group metadata")
+    group_size: int | None = Field(None, gt=0, description="weights per quantization group (metadata charged per group)")
+    group_meta_bits: float = Field(0.0, ge=0, description="metadata bits per group (scale and type selector)")
+    by_model: dict[str, float] = Field(default_factory=dict,
+                                       description="per-model bits per weight (before metadata) where they differ")
+
+    def bits_for(self, model: str) -> float:
+        return float(self.by_model.get(model, self.bits))
+
+
+class Quantization(Strict):
+    """Per-task weight precision of an accelerator system: ``prefill`` is the discriminative task
+    (prompt only); ``generate`` covers the generative task (prompt plus decode steps) and decode."""
+
+    prefill: WeightPrecision
+    generate: WeightPrecision
+    kv_bits: float = Field(16, gt=0, le=32, description="bits per KV-cache element")
+
+    def for_task(self, task: str) -> WeightPrecision:
+        return self.prefill if task == "prefill" else self.generate
+
+
 class SystemConfig(Strict):
     kind: Literal["system"]
     name: str
     description: str = ""
     source: str
-    accelerator: Literal["gpu", "npu"]
+    accelerator: Literal["gpu", "npu", "bitserial"]
     gpu: str | None = Field(None, description="GPU config for accelerator gpu (the --gpu flag overrides it)")
+    bitserial: str | None = Field(None, description="bit-serial / bit-parallel accelerator config (hw_configs/bitserial) "
+                                                    "for accelerator bitserial")
+    quantization: Quantization | None = Field(None, description="weight and KV widths per task (accelerator bitserial)")
     npu: str | None = Field(None, description="NPU config for accelerator npu; its memory is the system's")
     pim: PimUse | None = Field(None, description="attention on the memory's PIM units; null: on the accelerator")
     sub_batch: bool = Field(False, description="NeuPIMs' sub-batch interleaving (NPU GEMMs of one half overlap PIM "
@@ -39,11 +67,21 @@ class SystemConfig(Strict):
             raise ValueError("gpu: required for accelerator gpu")
         if self.accelerator == "npu" and not self.npu:
             raise ValueError("npu: required for accelerator npu")
+        if self.accelerator == "bitserial" and not (self.bitserial and self.quantization):
+            raise ValueError("bitserial: accelerator bitserial needs bitserial (a device) and quantization")
         if self.pim is not None and self.accelerator != "npu":
             raise ValueError("pim: only an NPU system can use PIM")
         if self.sub_batch and self.pim is None:
             raise ValueError("sub_batch: needs pim (it overlaps NPU GEMMs with PIM attention)")
         return self
+
+    def bitserial_config(self):
+        from sim.config.hardware import BitSerialConfig
+
+        dev = load_hw(self.bitserial)
+        if not isinstance(dev, BitSerialConfig):
+            raise LlmsimError(f"{self.name}: bitserial: expected a bitserial config, found kind {dev.kind!r}")
+        return dev
 
     def npu_config(self) -> NpuConfig:
         npu = load_hw(self.npu)
