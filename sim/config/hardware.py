@@ -318,6 +318,37 @@ def _standard_of(info: ValidationInfo):
 # NPU
 
 
+class SystolicPe(Strict):
+    """One processing element of a systolic array. ``parallel``: one MAC per cycle at the array's
+    precision. ``bitserial`` (BitMoD): ``dot_size`` weights per PE, each consumed
+    ``weight_bits_per_cycle`` bits per cycle, i.e. ceil(floor(bits) / weight_bits_per_cycle) cycles
+    per weight (reference/bitmod.md); weight-stationary arrays only."""
+
+    kind: Literal["parallel", "bitserial"] = "parallel"
+    dot_size: PositiveInt = Field(1, description="weights (reduction lanes) per PE")
+    weight_bits_per_cycle: PositiveInt | None = Field(None, description="bit-serial: weight bits consumed per cycle")
+    energy_pj_per_cycle: float | None = Field(None, ge=0, description="energy of one busy PE per cycle, pJ "
+                                                                     "(after any place-and-route factor)")
+    area_um2: float | None = Field(None, gt=0, description="area of one PE, um^2")
+
+    @model_validator(mode="after")
+    def _serial(self):
+        if self.kind == "bitserial" and not self.weight_bits_per_cycle:
+            raise ValueError("weight_bits_per_cycle: required for a bit-serial PE")
+        if self.kind == "parallel" and self.dot_size != 1:
+            raise ValueError("dot_size: a bit-parallel PE is one MAC (expected 1)")
+        return self
+
+    def cycles_per_weight(self, bits: float | None) -> int:
+        """Cycles one weight of ``bits`` bits (metadata included) takes: 1 on a bit-parallel PE;
+        ceil(floor(bits) / bits-per-cycle) on a bit-serial one (3.0625 and 4.0625 bits: 2 cycles at
+        2 bits per cycle; 6.0625: 3; 16: 8). ``None``: 16-bit."""
+        if self.kind == "parallel":
+            return 1
+        b = 16.0 if bits is None else float(bits)
+        return max(1, math.ceil(math.floor(b) / self.weight_bits_per_cycle))
+
+
 class SystolicConfig(Strict):
     rows: PositiveInt
     cols: PositiveInt
@@ -327,6 +358,13 @@ class SystolicConfig(Strict):
         False, description="true: a fold enters the array max(T, 4) cycles after the previous one and its "
                            "weight preload is hidden (NeuPIMs' model); false: folds run one after another, "
                            "each with its own preload, fill and drain (SCALE-Sim's model)")
+    pe: SystolicPe = Field(default_factory=SystolicPe, description="the processing element (default: one MAC)")
+
+    @model_validator(mode="after")
+    def _bitserial_ws(self):
+        if self.pe.kind == "bitserial" and self.dataflow != "ws":
+            raise ValueError(f"dataflow: a bit-serial PE array is weight-stationary (expected ws, found {self.dataflow})")
+        return self
 
 
 class VectorLatencies(Strict):
@@ -399,7 +437,10 @@ class NpuConfig(Strict):
 
     def ceilings(self, measured: bool = True) -> Ceilings:
         f = self.freq_mhz * 1e6
-        macs = self.cores * self.systolic.count * self.systolic.rows * self.systolic.cols
+        pe = self.systolic.pe
+        # a bit-serial PE: dot_size weights per cycle at the narrowest width (1 cycle per weight);
+        # Ceilings divides by the cycles per weight of each op's weight width
+        macs = self.cores * self.systolic.count * self.systolic.rows * self.systolic.cols * pe.dot_size
         vec = self.cores * self.vector.units * self.vector.lanes
         dtype = {2: "fp16", 1: "int8", 4: "fp32"}.get(self.precision_bytes, "fp16")
         return Ceilings(
@@ -408,6 +449,7 @@ class NpuConfig(Strict):
             matmul_flops={dtype: 2 * macs * f},
             vector_flops={dtype: vec * f},
             mem_bw=self.memory_config().peak_bw_bytes_per_s if self.memory else float("inf"),
+            bitserial_bits_per_cycle=pe.weight_bits_per_cycle if pe.kind == "bitserial" else None,
             notes=(f"{macs} MACs/cycle at {self.freq_mhz} MHz; memory {self.memory or 'ideal (never stalls)'}",),
         )
 
@@ -422,22 +464,68 @@ class PeArray(Strict):
 
 
 class BitSerialPe(Strict):
+    """One PE of a bit-serial (BitMoD) or bit-parallel (ANT, OliVe, FP16) accelerator array."""
+
     dot_size: PositiveInt = Field(description="lanes per PE (weights consumed in parallel)")
-    weight_bits_per_cycle: PositiveInt
-    energy_pj_per_cycle: PositiveFloat
-    area_um2: PositiveFloat
-    pnr_energy_factor: PositiveFloat = 1.0
+    weight_bits_per_cycle: PositiveInt = Field(description="bit-serial: weight bits consumed per cycle per lane "
+                                                           "(ignored when bit_serial is false)")
+    energy_pj_per_cycle: PositiveFloat = Field(description="energy of one PE per cycle, pJ, before place-and-route")
+    area_um2: PositiveFloat = Field(description="area of one PE, um^2 (synthesis)")
+    pnr_energy_factor: PositiveFloat = Field(1.0, description="place-and-route scaling of the PE energy (unitless)")
+    bit_serial: bool = Field(True, description="true: ceil(floor(bits) / weight_bits_per_cycle) cycles per "
+                                               "weight; false: one cycle per weight")
+    dequant_cycles_per_group: NonNegativeInt = Field(
+        0, description="cycles of the bit-serial dequantization of one weight group's partial sum (0: none)")
+
+    def cycles_per_weight(self, bits: float) -> int:
+        """Cycles one weight of ``bits`` bits (group metadata included) takes: 1 bit-parallel;
+        ceil(floor(bits) / weight_bits_per_cycle) bit-serial (3.0625 and 4.0625 bits: 2; 6.0625: 3)."""
+        if not self.bit_serial:
+            return 1
+        return max(1, math.ceil(math.floor(float(bits)) / self.weight_bits_per_cycle))
+
+
+class SramAccessEnergy(Strict):
+    """Energy of one access of a weight or input SRAM whose port is ``width_bits`` wide."""
+
+    width_bits: PositiveInt = Field(description="port width, bits (one read returns this many bits)")
+    read_pj: PositiveFloat = Field(description="dynamic energy of one full-width read, pJ")
+    write_pj: PositiveFloat = Field(description="dynamic energy of one full-width write, pJ")
+    area_mm2: PositiveFloat | None = Field(None, description="area of the SRAM macro at this width, mm^2")
 
 
 class SramBuffers(Strict):
-    weight_sram_kb: PositiveFloat
-    input_sram_kb: PositiveFloat
-    banks: PositiveInt
+    weight_sram_kb: PositiveFloat = Field(description="weight SRAM capacity, KiB")
+    input_sram_kb: PositiveFloat = Field(description="input (activation) SRAM capacity, KiB")
+    banks: PositiveInt = Field(description="banks per SRAM")
+    write_granularity_bits: PositiveInt = Field(64, description="bits per SRAM write when filling from DRAM")
+    access_energy: list[SramAccessEnergy] = Field(
+        default_factory=list, description="per-access energies by port width, pJ (empty: SRAM energy not modelled)")
+    energy_source: str = Field("", description="where the SRAM access energies come from")
+
+    def access(self, width_bits: float) -> tuple[float, float]:
+        """(read_pj, write_pj) of one full-width access at ``width_bits``: the table's entry, or a
+        linear interpolation between its neighbours (clamped proportionally outside the table)."""
+        rows = sorted(self.access_energy, key=lambda r: r.width_bits)
+        if not rows:
+            return 0.0, 0.0
+        w = float(width_bits)
+        for r in rows:
+            if r.width_bits == w:
+                return r.read_pj, r.write_pj
+        lo = [r for r in rows if r.width_bits < w]
+        hi = [r for r in rows if r.width_bits > w]
+        if lo and hi:
+            a, b = lo[-1], hi[0]
+            t = (w - a.width_bits) / (b.width_bits - a.width_bits)
+            return a.read_pj + t * (b.read_pj - a.read_pj), a.write_pj + t * (b.write_pj - a.write_pj)
+        r = lo[-1] if lo else hi[0]
+        return r.read_pj * w / r.width_bits, r.write_pj * w / r.width_bits
 
 
 class OffChipDram(Strict):
-    bw_bits_per_cycle: PositiveInt
-    energy_pj_per_64b: PositiveFloat
+    bw_bits_per_cycle: PositiveInt = Field(description="DRAM bandwidth, bits per accelerator cycle")
+    energy_pj_per_64b: PositiveFloat = Field(description="DRAM access energy, pJ per 64 bits moved")
 
 
 class BitSerialConfig(Strict):
@@ -450,6 +538,18 @@ class BitSerialConfig(Strict):
     arrays: dict[Literal["prefill", "decode"], PeArray]
     buffers: SramBuffers
     dram: OffChipDram
+    act_bits: PositiveInt = Field(16, description="activation (input and output) bits")
+    weight_bits: dict[Literal["prefill", "decode"], PositiveFloat] = Field(
+        default_factory=lambda: {"prefill": 16.0, "decode": 16.0},
+        description="linear-layer weight bits per phase, group metadata included")
+    kv_bits: PositiveFloat = Field(16.0, description="KV-cache bits (the attention GEMMs' stationary operand)")
+    model_weight_bits: dict[str, dict[Literal["prefill", "decode"], PositiveFloat]] = Field(
+        default_factory=dict, description="per-model weight bits overriding weight_bits (zoo model name -> phase)")
+
+    def linear_weight_bits(self, phase: str, model: str | None = None) -> float:
+        """Weight bits of the linear layers of ``model`` in ``phase`` (per-model override first)."""
+        per = self.model_weight_bits.get(model or "", {})
+        return float(per.get(phase, self.weight_bits.get(phase, 16.0)))
 
     def ceilings(self, measured: bool = True) -> Ceilings:
         f = self.freq_mhz * 1e6
@@ -463,8 +563,9 @@ class BitSerialConfig(Strict):
             matmul_flops={"fp16": peak},
             vector_flops={"fp16": pes * f},
             mem_bw=self.dram.bw_bits_per_cycle / 8 * f,
-            bitserial_bits_per_cycle=self.pe.weight_bits_per_cycle,
-            notes=(f"{pes} bit-serial PEs x {self.pe.dot_size} lanes at {self.freq_mhz} MHz",),
+            bitserial_bits_per_cycle=self.pe.weight_bits_per_cycle if self.pe.bit_serial else None,
+            notes=(f"{pes} {'bit-serial' if self.pe.bit_serial else 'bit-parallel'} PEs x {self.pe.dot_size} "
+                   f"lanes at {self.freq_mhz} MHz",),
         )
 
 

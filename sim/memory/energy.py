@@ -79,6 +79,28 @@ def per_command_pj(memory) -> dict[str, float]:
     return out
 
 
+def counts_energy(memory, counts: dict[str, int]) -> EnergyBreakdown:
+    """Command energy (no background) of ``counts`` commands by name, e.g. a PIM batch's
+    :attr:`~sim.memory.pim.BatchResult.command_counts`."""
+    e = per_command_pj(memory)
+    reads = counts.get("RD", 0) + counts.get("RDA", 0)
+    writes = counts.get("WR", 0) + counts.get("WRA", 0)
+    refresh = counts.get("REFab", 0) * e["refab"] + counts.get("REFpb", 0) * e["refpb"]
+    pim = sum(counts.get(name, 0) * e[key] for name, key in
+              (("G_ACT", "g_act"), ("COMP", "comp"), ("READRES", "readres"), ("GWRITE", "gwrite")) if key in e)
+    return EnergyBreakdown(counts.get("ACT", 0) * e["act_pre"], reads * e["read"], writes * e["write"], refresh,
+                           0.0, pim)
+
+
+def stream_pj_per_byte(memory, write: bool = False) -> float:
+    """Energy per byte of streaming reads (or writes): a burst each ``burst_bytes``, plus one ACT/PRE
+    pair per page opened (a page's bursts all hit the open row, as sequential NPU traffic does)."""
+    e = per_command_pj(memory)
+    page_bytes = memory.organization["column"] * memory.bus_width_bits // 8
+    bursts_per_page = max(1, page_bytes // memory.burst_bytes)
+    return (e["write" if write else "read"] + e["act_pre"] / bursts_per_page) / memory.burst_bytes
+
+
 def log_energy(memory, log: CommandLog, cycles: int, open_fraction: float = 1.0) -> EnergyBreakdown:
     """Energy of a command log over ``cycles`` cycles on every channel. ``open_fraction`` is the share
     of time some bank of a channel holds an open row (1.0: the upper bound)."""

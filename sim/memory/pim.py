@@ -20,7 +20,7 @@ works in one bank of every unit, so a tile takes ``banks per unit`` times as man
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sim.memory.commands import CommandLog
 import numpy as np
@@ -126,6 +126,7 @@ class BatchResult:
     channel_cycles: dict[int, int]
     commands: int
     requests: int
+    command_counts: dict[str, int] = field(default_factory=dict)   # over all channels, refreshes included
 
 
 def run_attention_batch(memory, seq_lens, channels, head_dim: int = 128, heads: int = 1,
@@ -141,6 +142,9 @@ def run_attention_batch(memory, seq_lens, channels, head_dim: int = 128, heads: 
     for length, ch in zip(seq_lens, channels):
         by_channel.setdefault(int(ch), []).append(int(length))
     spec = memory.spec(pim=True)
+    names = [c.name for c in spec.standard.commands]
+    refab = names.index("REFab")
+    totals = np.zeros(len(names), np.int64)
     out: dict[int, int] = {}
     commands = 0
     arrays: dict[tuple[int, str], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
@@ -155,6 +159,8 @@ def run_attention_batch(memory, seq_lens, channels, head_dim: int = 128, heads: 
             cmds, xy, reps = (np.concatenate(part) for part in zip(*(arrays[k] for k in keys)))
             res = run_runs(spec, cmds, xy, reps)
             out[ch], n = res.cycles, res.commands + len(res.refresh_t)
+            per_cmd = np.bincount(cmds, weights=reps, minlength=len(names))
+            per_cmd[refab] += len(res.refresh_t)
         else:
             program: list[tuple[str, dict[str, int]]] = []
             row = 0
@@ -164,5 +170,8 @@ def run_attention_batch(memory, seq_lens, channels, head_dim: int = 128, heads: 
                 row += tiles
             log = run_program(spec, program, channel=ch)
             out[ch], n = (int(log.cycle[-1]) + 1 if len(log) else 0), len(log)
+            per_cmd = np.bincount(np.asarray(log.cmd, np.int64), minlength=len(names))
         commands += n
-    return BatchResult(max(out.values(), default=0), out, commands, len(seq_lens))
+        totals += per_cmd[:len(names)].astype(np.int64)
+    counts = {name: int(c) for name, c in zip(names, totals) if c}
+    return BatchResult(max(out.values(), default=0), out, commands, len(seq_lens), counts)

@@ -16,12 +16,15 @@ time, so a tile's transfer is one contiguous run of addresses.
 
 from __future__ import annotations
 
+import dataclasses
+
 import math
 from dataclasses import dataclass, field
 
 from sim.config.hardware import NpuConfig
 from sim.npu.systolic import map_gemm
-from sim.npu.tiler import CoreBuffers, block_sizes, choose_tiling, pipeline_fill_cycles, tile_compute_cycles
+from sim.npu.tiler import (CoreBuffers, array_dims, block_sizes, choose_tiling, pipeline_fill_cycles,
+                           tile_compute_cycles)
 from sim.npu.vector import REDUCTIONS, vector_cycles
 from sim.trace.schema import Op
 
@@ -99,6 +102,8 @@ def _split(n: int, parts: int) -> list[tuple[int, int]]:
 
 
 def plan_gemm(npu: NpuConfig, core: CoreBuffers, op: Op) -> OpPlan:
+    # bit-serial arrays: a GEMM without a weight matrix streams its second operand at 16 bits
+    core = core_for_bits(npu, core, op.weight_bits if op.bytes_weight else None)
     e = op.extra
     batch, m, k, n = int(e.get("batch", 1)), int(e["M"]), int(e["K"]), int(e["N"])
     # element widths as traced (dtype, quantisation): the NPU moves the trace's bytes. A bias (a
@@ -146,9 +151,18 @@ def gemm_runs(core: CoreBuffers, t, elem: float, w_elem: float) -> list[tuple[in
 
 def array_phase(core: CoreBuffers, m: int, k: int, n: int) -> tuple[str, int, int]:
     """("array", cycles, arrays kept busy) of one tile's GEMM."""
-    sr, sc, _ = map_gemm(m, k, n, core.dataflow)
+    sr, sc, _ = map_gemm(*array_dims(core, m, k, n), core.dataflow)
     folds = math.ceil(sr / core.rows) * math.ceil(sc / core.cols)
     return "array", tile_compute_cycles(core, m, k, n), min(core.arrays, folds)
+
+
+def core_for_bits(npu: NpuConfig, core: CoreBuffers, bits: float | None) -> CoreBuffers:
+    """The core as an op with stationary operands of ``bits`` bits sees it: on bit-serial PEs the
+    reduction lanes per PE and the cycles per weight (``None``: 16-bit); unchanged otherwise."""
+    pe = npu.systolic.pe
+    if pe.kind != "bitserial":
+        return core
+    return dataclasses.replace(core, dot_size=pe.dot_size, cycles_per_weight=pe.cycles_per_weight(bits))
 
 
 def _merge_runs(runs: list[tuple[int, Tile]]) -> list[tuple[int, Tile]]:
@@ -175,6 +189,7 @@ def _operand_budget(core: CoreBuffers) -> float:
 
 
 def plan_attention(npu: NpuConfig, core: CoreBuffers, op: Op) -> OpPlan:
+    core = core_for_bits(npu, core, op.kv_bits)   # K and V are the arrays' stationary operands
     e = op.extra
     b, h, hkv = int(e["batch"]), int(e["heads"]), int(e["kv_heads"])
     lq, lk, d, dv = int(e["q_len"]), int(e["kv_len"]), int(e["head_dim"]), int(e["v_head_dim"])

@@ -12,7 +12,7 @@ from sim.config.hardware import NpuConfig
 from sim.npu.executor import DEFAULT_MAX_CHUNKS, NpuCore, OpResult
 from sim.npu.mapping import OpPlan, core_buffers, plan_op
 from sim.npu.memory_service import MemoryService, calibrate
-from sim.roofline.analyzer import op_row
+from sim.roofline.analyzer import op_row, stationary_bits
 from sim.trace.schema import Op, Trace
 
 
@@ -140,7 +140,7 @@ def simulate_trace(npu: NpuConfig, trace: Trace, max_chunks: int = DEFAULT_MAX_C
     for i, op in enumerate(trace.ops):
         rs = results[i]
         ticks = sum(r.end - r.start for r in rs)
-        roof = op_row(op, ceil)["time_s"] * op.repeat
+        roof = op_row(op, ceil, stationary_bits(trace, op))["time_s"] * op.repeat
         p = plans[i]
         reports.append(OpReport(i, op.name, op.op_class, op.module, op.layer, op.repeat,
                                 ticks / len(rs) / npu_core.core_period if rs else 0.0, tb.seconds(ticks), roof,

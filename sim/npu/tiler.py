@@ -45,6 +45,18 @@ class CoreBuffers:
     double_buffered: bool
     bytes_per_cycle: float     # sustained memory bytes per core cycle (all channels)
     latency_cycles: float = 0  # a load's data arrives this many core cycles after its last byte
+    dot_size: int = 1          # stationary elements per PE (bit-serial arrays: reduction lanes)
+    cycles_per_weight: int = 1  # cycles a streamed row spends per stationary element (bit-serial)
+
+
+def array_dims(core: CoreBuffers, m: int, k: int, n: int) -> tuple[int, int, int]:
+    """The GEMM an array of one-MAC PEs would see: on a bit-serial weight-stationary array each PE
+    holds ``dot_size`` consecutive weights of the reduction dimension (the array's rows cover
+    ``rows x dot_size`` of K) and every streamed row stays ``cycles_per_weight`` cycles, so
+    (M, K, N) runs as (M x cycles_per_weight, ceil(K / dot_size), N) does on a plain array."""
+    if core.dot_size == 1 and core.cycles_per_weight == 1:
+        return m, k, n
+    return m * core.cycles_per_weight, math.ceil(k / core.dot_size), n
 
 
 @dataclass(frozen=True)
@@ -97,6 +109,7 @@ def tile_compute_cycles(core: CoreBuffers, m: int, k: int, n: int) -> int:
     fill and drain are charged once per op (:func:`pipeline_fill_cycles`). NeuPIMs issues a fold
     with new weights ``R`` cycles after the previous one (its preload); we also keep it from
     entering before the previous fold's T rows have (NeuPIMs allows that when T > R)."""
+    m, k, n = array_dims(core, m, k, n)
     if not core.fold_pipelining:
         return gemm_cycles(m, k, n, core.rows, core.cols, core.dataflow, core.arrays, False).cycles
     sr, sc, t = map_gemm(m, k, n, core.dataflow)
@@ -141,7 +154,7 @@ def choose_tiling(core: CoreBuffers, m: int, k: int, n: int, elem_bytes: int, we
         for nt in _candidates(n, core.cols * core.arrays):
             if mt * nt * core.acc_element_bytes > core.accumulator_bytes:
                 continue
-            for kt in _candidates(k, core.rows):
+            for kt in _candidates(k, core.rows * core.dot_size):
                 tile_bytes = mt * kt * elem_bytes + kt * nt * weight_bytes
                 bm, bk, bn = math.ceil(m / mt), math.ceil(k / kt), math.ceil(n / nt)
                 if buf * tile_bytes > core.operand_bytes:

@@ -32,9 +32,17 @@ def resolve_ceilings(hw: Any, measured: bool = True, overrides: list[str] | None
     return hw_ceilings(str(hw), measured=measured, overrides=overrides)
 
 
-def _weight_bits(trace: Trace, op: Op) -> float | None:
-    if op.op_class != "gemm" or op.bytes_weight == 0:
+def stationary_bits(trace: Trace, op: Op) -> float | None:
+    """Width of the op's stationary operand, which sets a bit-serial device's peak: the op's own
+    ``weight_bits`` (traces carry it per op), the KV width for attention, else the trace's."""
+    if op.op_class == "attention":
+        return op.kv_bits if op.kv_bits is not None else 16
+    if op.op_class != "gemm":
         return None
+    if op.bytes_weight == 0:
+        return 16
+    if op.weight_bits is not None:
+        return op.weight_bits
     prec = trace.meta.get("precision") or {}
     return prec.get("weight_bits_effective") or {"fp32": 32, "bf16": 16, "fp16": 16, "fp8": 8,
                                                   "int8": 8}.get(op.compute_dtype, 16)
@@ -177,7 +185,7 @@ def analyze_many(trace: Trace, hws: Iterable[Any], measured: bool = True,
     rows = []
     for c in ceilings:
         for i, op in enumerate(trace.ops):
-            r = op_row(op, c, _weight_bits(trace, op))
+            r = op_row(op, c, stationary_bits(trace, op))
             r["op_index"] = i
             rows.append(r)
     table = pd.DataFrame(rows)

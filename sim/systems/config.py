@@ -69,11 +69,24 @@ class SystemConfig(Strict):
             raise ValueError("npu: required for accelerator npu")
         if self.accelerator == "bitserial" and not (self.bitserial and self.quantization):
             raise ValueError("bitserial: accelerator bitserial needs bitserial (a device) and quantization")
+        if self.pim is not None and self.quantization is not None and self.quantization.kv_bits != 16:
+            raise ValueError("quantization.kv_bits: PIM attention runs on fp16 KV caches (expected 16)")
         if self.pim is not None and self.accelerator != "npu":
             raise ValueError("pim: only an NPU system can use PIM")
         if self.sub_batch and self.pim is None:
             raise ValueError("sub_batch: needs pim (it overlaps NPU GEMMs with PIM attention)")
         return self
+
+    def trace_precision(self, task: str, model: str) -> dict:
+        """``capture()`` keyword arguments for this system's weight and KV widths on ``task``
+        (prefill / decode / generate); empty without a ``quantization`` block (traced dtype)."""
+        if self.quantization is None:
+            return {}
+        w = self.quantization.for_task(task)
+        kw = {"weight_bits": w.bits_for(model), "kv_bits": self.quantization.kv_bits}
+        if w.group_size:
+            kw.update(group_size=w.group_size, group_meta_bits=w.group_meta_bits)
+        return kw
 
     def bitserial_config(self):
         from sim.config.hardware import BitSerialConfig

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from sim.memory.energy import stream_pj_per_byte
 from sim.systems.config import SystemConfig
 from sim.systems.requests import Batch
 from sim.trace.formulas import attention_cost
@@ -49,6 +50,8 @@ class Stages:
     tail: float
     mha_pim: float = 0.0        # PIM part of mha (0 when MHA runs on the NPU)
     mha_softmax: float = 0.0    # NPU softmax part of PIM MHA
+    layer_pj: dict[str, float] = field(default_factory=dict)   # energy of one layer by part, pJ
+    once_pj: dict[str, float] = field(default_factory=dict)    # energy of the ops outside the layers, pJ
 
 
 @dataclass
@@ -64,6 +67,7 @@ class IterationResult:
     utilization: dict[str, float]
     meta: dict[str, Any] = field(default_factory=dict)
     schedule: list[tuple[str, float, float, str]] = field(default_factory=list)   # (track, start s, end s, label)
+    energy_pj: dict[str, float] = field(default_factory=dict)   # by part (npu_pe, npu_dram, pim) and total
 
     def write_timeline(self, path) -> None:
         """The iteration's stages as a Chrome trace-event timeline: an NPU track and a PIM (or
@@ -92,7 +96,21 @@ class IterationResult:
         return {"system": self.system, "model": self.model, "batch": self.batch, "layers": self.layers,
                 "time_s": self.time_s, "cycles": self.cycles, "tokens_per_s": self.tokens_per_s,
                 "sub_batch": self.sub_batch, "stages": self.stages, "utilization": self.utilization,
+                "energy_j": self.energy_pj.get("total", 0.0) * 1e-12,
+                "energy_by_part_j": {k: v * 1e-12 for k, v in self.energy_pj.items() if k != "total"},
+                "energy_per_token_j": self.energy_pj.get("total", 0.0) * 1e-12 / self.batch if self.batch else 0.0,
                 "meta": self.meta}
+
+
+def iteration_energy(parts: list[Stages], n_layers: int) -> dict[str, float]:
+    """pJ by part of an iteration whose (sub-)batches have these stages: each runs the ops outside
+    the layers once and its layer ``n_layers`` times."""
+    out: dict[str, float] = {}
+    for st in parts:
+        for k in set(st.layer_pj) | set(st.once_pj):
+            out[k] = out.get(k, 0.0) + st.once_pj.get(k, 0.0) + n_layers * st.layer_pj.get(k, 0.0)
+    out["total"] = sum(out.values())
+    return out
 
 
 # ------------------------------------------------------------------------------------------ split
@@ -155,10 +173,6 @@ def npu_run(npu, ops: list[Op], bandwidth_share: float = 1.0) -> tuple[float, fl
     return res.time_s, float(sum(o.read_bytes + o.write_bytes for o in res.ops))
 
 
-def _npu_seconds(npu, ops: list[Op], bandwidth_share: float = 1.0) -> float:
-    return npu_run(npu, ops, bandwidth_share)[0]
-
-
 @lru_cache(maxsize=8)
 def _bandwidth_share_cached(memory_json: str) -> float:
     from sim.config.hardware import MemoryConfig
@@ -189,8 +203,10 @@ def _measure_share(memory) -> float:
     return float(served * memory.burst_bytes / res.pim_cycles / (n * memory.burst_bytes / alone.cycles))
 
 
-def pim_mha_seconds(system: SystemConfig, template: Op, lengths: np.ndarray, channels: np.ndarray) -> tuple[float, float, float]:
-    """(MHA seconds, PIM part, softmax part) of one layer for these requests on PIM."""
+def pim_mha_seconds(system: SystemConfig, template: Op, lengths: np.ndarray, channels: np.ndarray,
+                    with_energy: bool = False) -> tuple:
+    """(MHA seconds, PIM part, softmax part) of one layer for these requests on PIM; with
+    ``with_energy``, also the PIM commands' energy in pJ (G_ACT, COMP, READRES, GWRITE, refresh)."""
     from sim.memory.pim import run_attention_batch
     from sim.npu.vector import vector_cycles
 
@@ -199,7 +215,7 @@ def pim_mha_seconds(system: SystemConfig, template: Op, lengths: np.ndarray, cha
     e = template.extra
     hkv, d, g = int(e["kv_heads"]), int(e["head_dim"]), int(e["heads"]) // int(e["kv_heads"])
     if len(lengths) == 0:
-        return 0.0, 0.0, 0.0
+        return (0.0, 0.0, 0.0, 0.0) if with_energy else (0.0, 0.0, 0.0)
     res = run_attention_batch(memory, lengths.tolist(), channels.tolist(), d, hkv * g)
     mem_hz = memory.freq_hz
     npu_hz = npu.freq_mhz * 1e6
@@ -210,7 +226,13 @@ def pim_mha_seconds(system: SystemConfig, template: Op, lengths: np.ndarray, cha
     total = max(res.channel_cycles[c] / mem_hz + per_channel[c] for c in res.channel_cycles)
     # the vector units themselves: all softmaxes at most ``units`` at a time
     units_bound = sum(soft[int(L)] for L in lengths) / npu.vector.units
-    return max(total, units_bound), res.cycles / mem_hz, sum(per_channel.values())
+    out = (max(total, units_bound), res.cycles / mem_hz, sum(per_channel.values()))
+    if with_energy:
+        from sim.memory.energy import counts_energy
+
+        pim_pj = counts_energy(memory, res.command_counts).total_pj if memory.power is not None else 0.0
+        return out + (pim_pj,)
+    return out
 
 
 def stage_times(system: SystemConfig, model: str, batch: Batch, channels: np.ndarray, tp: int, layers: int | None,
@@ -219,22 +241,53 @@ def stage_times(system: SystemConfig, model: str, batch: Batch, channels: np.nda
     from sim.trace.tracer import capture
 
     mean_len = max(1, int(round(float(batch.lengths.mean())))) - 1   # cached tokens; the trace adds one
-    trace = capture(model, phase="decode", batch=batch.size, seq_len=max(1, mean_len), layers=layers, tp=tp)
+    trace = capture(model, phase="decode", batch=batch.size, seq_len=max(1, mean_len), layers=layers, tp=tp,
+                    **system.trace_precision("decode", model))
     pre, att, post, head, tail, n_layers = split_layer(trace)
     npu = system.npu_config() if system.accelerator == "npu" else None
     if system.accelerator == "gpu":
         raise NotImplementedError("gpu-only decode iterations run through sim.gpu")
-    qkv_s = _npu_seconds(npu, pre, bandwidth_share)
-    post_s = _npu_seconds(npu, post, bandwidth_share)
-    head_s = _npu_seconds(npu, [dataclasses.replace(op, repeat=1) for op in head])
-    tail_s = _npu_seconds(npu, [dataclasses.replace(op, repeat=1) for op in tail])
+    once = [dataclasses.replace(op, repeat=1) for op in head + tail]
+    qkv_s, qkv_b = npu_run(npu, pre, bandwidth_share)
+    post_s, post_b = npu_run(npu, post, bandwidth_share)
+    head_s, head_b = npu_run(npu, once[:len(head)])
+    tail_s, tail_b = npu_run(npu, once[len(head):])
     mha = pim = soft = 0.0
+    layer_npu_ops, layer_bytes, pim_pj = pre + post, qkv_b + post_b, 0.0
     if att is not None:
         if system.pim is None:
-            mha = _npu_seconds(npu, attention_ops(att, batch.lengths))
+            att_ops = attention_ops(att, batch.lengths)
+            mha, att_b = npu_run(npu, att_ops)
+            layer_npu_ops, layer_bytes = layer_npu_ops + att_ops, layer_bytes + att_b
         else:
-            mha, pim, soft = pim_mha_seconds(system, att, batch.lengths, channels)
-    return Stages(qkv_s, mha, post_s, head_s, tail_s, pim, soft), n_layers, att
+            mha, pim, soft, pim_pj = pim_mha_seconds(system, att, batch.lengths, channels, with_energy=True)
+    memory = npu.memory_config()
+    dram_pj = stream_pj_per_byte(memory) if memory is not None and memory.power is not None else 0.0
+    layer_pj = {"npu_pe": pe_energy_pj(npu, layer_npu_ops), "npu_dram": layer_bytes * dram_pj, "pim": pim_pj}
+    once_pj = {"npu_pe": pe_energy_pj(npu, once), "npu_dram": (head_b + tail_b) * dram_pj, "pim": 0.0}
+    return Stages(qkv_s, mha, post_s, head_s, tail_s, pim, soft, layer_pj, once_pj), n_layers, att
+
+
+def pe_energy_pj(npu, ops: list[Op]) -> float:
+    """Energy of the systolic arrays' busy PE-cycles for ``ops``: every MAC of a matrix op keeps one
+    PE lane busy for its cycles per weight (bit-serial: ceil(floor(bits) / bits per cycle) over the
+    PE's dot-size lanes; bit-parallel: one cycle). **Assumption**: idle PEs cost nothing (clock
+    gating), and vector units and SRAMs are not charged (no source gives their energy at this
+    design point). ``pe.energy_pj_per_cycle`` unset: 0."""
+    pe = npu.systolic.pe
+    if pe.energy_pj_per_cycle is None:
+        return 0.0
+    busy = 0.0
+    for op in ops:
+        x = op.extra
+        if op.op_class == "gemm" and {"M", "K", "N"} <= set(x):
+            macs, bits = float(x.get("batch", 1)) * x["M"] * x["K"] * x["N"], (op.weight_bits if op.bytes_weight else None)
+        elif op.op_class == "attention":
+            macs, bits = (float(x.get("flops_qk", 0.0)) + float(x.get("flops_sv", 0.0))) / 2, op.kv_bits
+        else:
+            continue
+        busy += macs * pe.cycles_per_weight(bits) / pe.dot_size * op.repeat
+    return busy * pe.energy_pj_per_cycle
 
 
 # ------------------------------------------------------------------------------------ iteration
@@ -318,7 +371,8 @@ def decode_iteration(system: SystemConfig, model: str, batch: Batch, tp: int = 1
             if d > 0:
                 sched.append((track, t, t + d, label))
             t += d
-        return IterationResult(system.name, model, batch.size, n, total, freq, stages, False, util, meta, sched)
+        return IterationResult(system.name, model, batch.size, n, total, freq, stages, False, util, meta, sched,
+                               iteration_energy([st], n))
     # ---- sub-batch interleaving
     cost = request_pim_cycles(system.memory(), batch.lengths, head_dim, heads)
     first = split_sub_batches(batch.lengths, channels, cost)
@@ -366,4 +420,5 @@ def decode_iteration(system: SystemConfig, model: str, batch: Batch, tp: int = 1
     if sb["tail"]:
         stage(sb["tail"], [("tail", sb["tail"])], None)
     sched = [x for x in sched if x[2] > x[1]]
-    return IterationResult(system.name, model, batch.size, n, total, freq, stages, True, util, meta, sched)
+    return IterationResult(system.name, model, batch.size, n, total, freq, stages, True, util, meta, sched,
+                           iteration_energy([a1, a2], n))

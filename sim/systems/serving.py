@@ -229,7 +229,8 @@ class CostModel:
             from sim.systems.decode import split_layer
             from sim.trace.tracer import capture
 
-            tr = capture(self.model, phase=phase, batch=batch, seq_len=seq_len, layers=layers, tp=self.tp)
+            tr = capture(self.model, phase=phase, batch=batch, seq_len=seq_len, layers=layers, tp=self.tp,
+                         **self.system.trace_precision(phase, self.model))
             self._traces[key] = split_layer(tr) + (tr,)
         return self._traces[key]
 
