@@ -267,14 +267,13 @@ def _simulate_bitserial(sysconf, sets, engine, as_json, kw) -> None:
         raise LlmsimError("--model: required (expected a zoo model name; see `llmsim models`)")
     task = kw.get("phase") or "decode"
     kw["phase"] = task
-    q = sysconf.quantization
-    wp = q.for_task(task)
-    if kw.get("weight_bits") is None:
-        kw["weight_bits"] = wp.bits_for(kw["model"])
-        if kw.get("group_size") is None and wp.group_size:
-            kw["group_size"], kw["group_meta_bits"] = wp.group_size, wp.group_meta_bits
+    precision = sysconf.trace_precision(task, kw["model"])
+    if kw.get("weight_bits") is None and not kw.get("weight_bits_rules"):
+        kw["weight_bits"] = precision["weight_bits"]
+        if kw.get("group_size") is None and precision.get("group_size"):
+            kw["group_size"], kw["group_meta_bits"] = precision["group_size"], precision["group_meta_bits"]
     if kw.get("kv_bits") is None:
-        kw["kv_bits"] = q.kv_bits
+        kw["kv_bits"] = precision["kv_bits"]
     tr = _capture_from(kw)
     res = run_trace(dev, tr, task, engine=engine, system=sysconf.name)
     out = res.to_json()
@@ -556,13 +555,16 @@ def hw(name, sets, as_json) -> None:
     from sim.config.loader import load_yaml
     from sim.config.paths import find_bundled
 
-    path = find_bundled("hw_configs", name, "hardware config")
+    try:   # a device first (bitmod, ant, ... name both a device and the system built on it)
+        path = find_bundled("hw_configs", name, "hardware config", exclude=("systems",))
+    except LlmsimError:
+        path = find_bundled("hw_configs", name, "hardware or system config")
     if load_yaml(path).get("kind") == "system":
         from sim.systems.config import load_system
 
         cfg = load_system(str(path), list(sets) or None)
     else:
-        cfg = load_hw(name, list(sets) or None)
+        cfg = load_hw(str(path), list(sets) or None)
     if as_json:
         _emit_json(cfg.model_dump())
     else:

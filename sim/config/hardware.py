@@ -576,7 +576,7 @@ HardwareConfig = Annotated[
 
 def load_hw(name_or_path: str | Path, overrides: list[str] | None = None):
     """Load a hardware config by bundled name (``h200``) or path, with ``--set`` overrides."""
-    path = find_bundled("hw_configs", str(name_or_path), "hardware config")
+    path = find_bundled("hw_configs", str(name_or_path), "hardware config", exclude=("systems",))
     data = load_yaml(path)
     if overrides:
         data = apply_overrides(data, overrides, str(path))

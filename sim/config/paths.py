@@ -18,15 +18,20 @@ def project_root() -> Path:
     return Path(__file__).resolve().parent.parent.parent
 
 
-def find_bundled(folder: str, name: str, what: str) -> Path:
-    """Resolve ``name`` (a path, or a bundled name searched under ``folder``) to a YAML file."""
+def find_bundled(folder: str, name: str, what: str, exclude: tuple[str, ...] = ()) -> Path:
+    """Resolve ``name`` (a path; a bundled name searched under ``folder``, skipping its subfolders
+    ``exclude``; or ``sub/name`` inside ``folder``) to a YAML file."""
     candidate = Path(name)
+    base = project_root() / folder
+    if candidate.suffix not in (".yaml", ".yml") and "/" in name and not candidate.exists() \
+            and (base / f"{name}.yaml").exists():
+        return base / f"{name}.yaml"      # a qualified bundled name, e.g. systems/bitmod
     if candidate.suffix in (".yaml", ".yml") or os.sep in name:
         if not candidate.exists():
             raise LlmsimError(f"{name}: file not found (expected a {what} YAML file)")
         return candidate
-    base = project_root() / folder
-    matches = sorted(base.rglob(f"{name}.yaml")) if base.exists() else []
+    matches = sorted(p for p in base.rglob(f"{name}.yaml")
+                     if not any(p.relative_to(base).parts[0] == x for x in exclude)) if base.exists() else []
     if not matches:
         known = sorted(p.stem for p in base.rglob("*.yaml")) if base.exists() else []
         raise LlmsimError(

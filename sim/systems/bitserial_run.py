@@ -26,7 +26,6 @@ from typing import Any
 
 from sim.errors import LlmsimError
 
-TASK_ARRAY = {"prefill": "prefill", "decode": "decode", "generate": "decode"}
 
 
 @dataclass
@@ -78,7 +77,7 @@ class BitSerialRun:
         }
 
 
-def trace_layers(trace, act_bits: float = 16.0):
+def trace_layers(trace, act_bits: int = 16):
     """(layers, records, others): the accelerator layers of a trace, the (op index, repeat) of each
     layer, and the ops that are memory traffic only."""
     from sim.bitserial import GemmLayer
@@ -90,7 +89,7 @@ def trace_layers(trace, act_bits: float = 16.0):
             bits = op.weight_bits if op.weight_bits is not None else act_bits
             layers.append(GemmLayer(name=op.module or op.name, kind="linear", cout=int(x["N"]), cin=int(x["K"]),
                                     tokens=int(x["M"]), instances=int(x.get("batch", 1)), weight_bits=float(bits),
-                                    act_bits=act_bits))
+                                    act_bits=int(act_bits), shared_weight=op.bytes_weight > 0))
             owners.append(i)
         elif op.op_class == "attention":
             b, h, hkv = int(x["batch"]), int(x["heads"]), int(x["kv_heads"])
@@ -99,10 +98,10 @@ def trace_layers(trace, act_bits: float = 16.0):
             share = h // hkv
             base = op.module or op.name
             layers.append(GemmLayer(name=f"{base}.attn_qk", kind="attn_qk", cout=lk, cin=d, tokens=share * lq,
-                                    instances=b * hkv, weight_bits=kv, act_bits=act_bits))
+                                    instances=b * hkv, weight_bits=kv, act_bits=int(act_bits), shared_weight=False))
             owners.append(i)
             layers.append(GemmLayer(name=f"{base}.attn_v", kind="attn_v", cout=dv, cin=lk, tokens=share * lq,
-                                    instances=b * hkv, weight_bits=kv, act_bits=act_bits))
+                                    instances=b * hkv, weight_bits=kv, act_bits=int(act_bits), shared_weight=False))
             owners.append(i)
         else:
             others.append(i)
@@ -110,15 +109,25 @@ def trace_layers(trace, act_bits: float = 16.0):
 
 
 def run_trace(cfg, trace, task: str, engine: str = "des", system: str = "") -> BitSerialRun:
-    """Simulate a trace on bit-serial config ``cfg``; ``task`` (prefill / decode / generate) picks the
-    array the artifact uses for it."""
+    """Simulate a trace on bit-serial config ``cfg``. Each op runs on the array of its phase: the
+    designs' prefill and decode arrays hold the same PEs in two shapes (BitMoD 32x32 and 64x16,
+    OliVe 36x32 and 72x16, FP16 32x24 and 64x12: reference/bitmod.md), so a generate run
+    reshapes between its prompt and its decode steps. The widths are the trace's (one quantized
+    model for the whole task)."""
     from sim.bitserial import analytic_run, des_run
 
     if engine not in ("des", "analytic"):
         raise LlmsimError(f"--engine: expected des or analytic, found {engine!r}")
-    array = TASK_ARRAY[task]
     layers, owners, others = trace_layers(trace)
-    run = (des_run if engine == "des" else analytic_run)(cfg, layers, array)
+    simulate = des_run if engine == "des" else analytic_run
+    results: list = [None] * len(layers)
+    for phase in ("prefill", "decode"):
+        idx = [j for j, i in enumerate(owners) if trace.ops[i].phase == phase]
+        if idx:
+            for j, lr in zip(idx, simulate(cfg, [layers[j] for j in idx], phase).layers):
+                results[j] = lr
+    run_layers = results
+    array = "prefill" if task == "prefill" else "decode"
     freq = cfg.freq_mhz * 1e6
     bytes_per_cycle = cfg.dram.bw_bits_per_cycle / 8
     pj_per_byte = cfg.dram.energy_pj_per_64b / 8
@@ -126,7 +135,7 @@ def run_trace(cfg, trace, task: str, engine: str = "des", system: str = "") -> B
     by_phase: dict[str, float] = {}
     energy: dict[str, float] = {}
     total_cycles = dram = 0.0
-    for layer, lr, i in zip(layers, run.layers, owners):
+    for layer, lr, i in zip(layers, run_layers, owners):
         op = trace.ops[i]
         rep = op.repeat
         k = by_kind.setdefault(layer.kind, KindTotals())
@@ -161,9 +170,14 @@ def run_trace(cfg, trace, task: str, engine: str = "des", system: str = "") -> B
         tokens = int(m.get("batch", 1)) * int(m.get("new_tokens") or 1)
     prec = m.get("precision", {})
     arr = cfg.arrays[array]
+    if task == "generate":
+        p = cfg.arrays["prefill"]
+        array_text = f"{p.rows}x{p.cols} prefill, {arr.rows}x{arr.cols} decode"
+    else:
+        array_text = f"{arr.rows}x{arr.cols}"
     return BitSerialRun(
         system=system, design=cfg.name, model=str(m.get("model")), phase=task, engine=engine, freq_hz=freq,
-        array=f"{arr.rows}x{arr.cols}", weight_bits=prec.get("weight_bits_effective"),
+        array=array_text, weight_bits=prec.get("weight_bits_effective"),
         kv_bits=prec.get("kv_bits"), cycles=total_cycles, energy_pj=energy, dram_bytes=dram,
         trace_bytes=trace.total_bytes(), tokens=tokens, by_kind=by_kind, by_phase=by_phase,
         meta={"batch": m.get("batch"), "seq_len": m.get("seq_len"), "new_tokens": m.get("new_tokens"),

@@ -53,7 +53,9 @@ class SystemConfig(Strict):
     gpu: str | None = Field(None, description="GPU config for accelerator gpu (the --gpu flag overrides it)")
     bitserial: str | None = Field(None, description="bit-serial / bit-parallel accelerator config (hw_configs/bitserial) "
                                                     "for accelerator bitserial")
-    quantization: Quantization | None = Field(None, description="weight and KV widths per task (accelerator bitserial)")
+    quantization: Quantization | None = Field(
+        None, description="weight and KV widths per task; absent: the traced dtype (NPU, GPU) or the bit-serial "
+                          "device's own weight_bits / model_weight_bits / kv_bits")
     npu: str | None = Field(None, description="NPU config for accelerator npu; its memory is the system's")
     pim: PimUse | None = Field(None, description="attention on the memory's PIM units; null: on the accelerator")
     sub_batch: bool = Field(False, description="NeuPIMs' sub-batch interleaving (NPU GEMMs of one half overlap PIM "
@@ -67,8 +69,8 @@ class SystemConfig(Strict):
             raise ValueError("gpu: required for accelerator gpu")
         if self.accelerator == "npu" and not self.npu:
             raise ValueError("npu: required for accelerator npu")
-        if self.accelerator == "bitserial" and not (self.bitserial and self.quantization):
-            raise ValueError("bitserial: accelerator bitserial needs bitserial (a device) and quantization")
+        if self.accelerator == "bitserial" and not self.bitserial:
+            raise ValueError("bitserial: required for accelerator bitserial")
         if self.pim is not None and self.quantization is not None and self.quantization.kv_bits != 16:
             raise ValueError("quantization.kv_bits: PIM attention runs on fp16 KV caches (expected 16)")
         if self.pim is not None and self.accelerator != "npu":
@@ -81,6 +83,10 @@ class SystemConfig(Strict):
         """``capture()`` keyword arguments for this system's weight and KV widths on ``task``
         (prefill / decode / generate); empty without a ``quantization`` block (traced dtype)."""
         if self.quantization is None:
+            if self.accelerator == "bitserial":   # the design's own precision (its artifact settings)
+                dev = self.bitserial_config()
+                array = "prefill" if task == "prefill" else "decode"
+                return {"weight_bits": dev.linear_weight_bits(array, model), "kv_bits": float(dev.kv_bits)}
             return {}
         w = self.quantization.for_task(task)
         kw = {"weight_bits": w.bits_for(model), "kv_bits": self.quantization.kv_bits}
