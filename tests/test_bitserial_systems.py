@@ -24,7 +24,7 @@ def _run(system, traced, model="llama2-7b", task="prefill", **kw):
 
 @pytest.mark.parametrize("system,task,bits,kv,array", [
     ("bitmod", "prefill", 4.0625, 8, "32x32"), ("bitmod", "generate", 3.0625, 8, "64x16"),
-    ("ant", "prefill", 5, 16, "32x32"), ("olive", "decode", 4, 16, "72x16"), ("fp16-accel", "decode", 16, 16, "64x12")])
+    ("ant", "prefill", 5.5, 16, "32x32"), ("olive", "decode", 4, 16, "72x16"), ("fp16-accel", "decode", 16, 16, "64x12")])
 def test_systems_take_their_designs_precision_and_array(system, task, bits, kv, array):
     sysconf = load_system(system)
     p = sysconf.trace_precision(task, "llama2-7b")
@@ -36,7 +36,8 @@ def test_systems_take_their_designs_precision_and_array(system, task, bits, kv, 
 
 def test_per_model_weight_bits_of_the_baselines():
     assert load_system("ant").trace_precision("decode", "yi-6b")["weight_bits"] == 5.25
-    assert load_system("ant").trace_precision("prefill", "llama2-13b")["weight_bits"] == 4
+    assert load_system("ant").trace_precision("decode", "llama2-13b")["weight_bits"] == 4
+    assert load_system("ant").trace_precision("prefill", "llama2-13b")["weight_bits"] == 5.5
 
 
 def test_trace_layers_build_the_artifacts_shapes(traced):

@@ -6,4 +6,5 @@ SUITES = {
     "npu": "sim.validate.npu",
     "gpu": "sim.validate.gpu",
     "neupims": "sim.validate.neupims",
+    "bitmod": "sim.validate.bitmod",
 }
