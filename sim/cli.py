@@ -152,7 +152,9 @@ SYSTEMS = ["npu-only", "npu-pim-naive", "neupims", "gpu-only", "bitmod", "ant", 
               help=f"system config name or path (bundled: {', '.join(SYSTEMS)})")
 @click.option("--hw", "hw_name", default=None, metavar="NAME_OR_PATH",
               help="NPU config for the op-by-op NPU run (default: the system's, neupims-npu)")
-@click.option("--set", "sets", multiple=True, metavar="KEY.PATH=VALUE", help="override a hardware config field")
+@click.option("--set", "sets", multiple=True, metavar="KEY.PATH=VALUE",
+              help="override a config field: the device's in an op-by-op NPU or a bit-serial run (systolic.count=16); "
+                   "the system's for a batch of requests, where npu.*, memory.* and gpu.* reach its devices")
 @click.option("--trace", "trace_file", type=click.Path(dir_okay=False), default=None, help="trace file to simulate")
 @click.option("--gemm", nargs=3, type=int, default=None, metavar="M K N", help="single GEMM x[M,K] @ W[K,N]")
 @click.option("--lengths", "lengths_file", type=click.Path(dir_okay=False), default=None,
@@ -202,6 +204,8 @@ def simulate(system, hw_name, sets, trace_file, gemm, lengths_file, requests_fro
             from sim.io import check_writable_dir
 
             check_writable_dir(str(Path(timeline).resolve().parent))
+        if sets:
+            sysconf = load_system(system, list(sets))
         _simulate_batch(sysconf, lengths_file, requests_from, sub_batch, gpu_name, as_json, kw, timeline)
         return
     npu = load_hw(hw_name or sysconf.npu, list(sets) or None)

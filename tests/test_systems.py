@@ -152,3 +152,36 @@ def test_sub_batch_timeline_shows_npu_and_pim_overlap(tmp_path):
     assert any(p[1] < n[2] and n[1] < p[2] for p in pim for n in npu)   # overlap in time
     end = max(s[2] for s in sl)
     assert end == pytest.approx(json.loads(out.stdout)["time_s"] * 1e6, rel=1e-3)
+
+
+def test_system_overrides_reach_its_devices():
+    from sim.systems.config import load_system, split_overrides
+
+    own, dev = split_overrides(["sub_batch=false", "npu.systolic.count=16", "memory.pim.comp_coverage_macs=32",
+                                "npu=neupims-npu-bitmod"])
+    assert own == ["sub_batch=false", "npu=neupims-npu-bitmod"]
+    assert dev == {"npu": ["systolic.count=16"], "memory": ["pim.comp_coverage_macs=32"]}
+    s = load_system("neupims", ["npu.systolic.count=16", "memory.pim.comp_coverage_macs=32", "sub_batch=false"])
+    assert s.npu_config().systolic.count == 16 and not s.sub_batch
+    assert s.memory().pim.comp_coverage_macs == 32
+    # the NPU simulator's own memory (DMA calibration) sees the override too
+    assert s.npu_config().memory_config().pim.comp_coverage_macs == 32
+    assert load_system("neupims").memory().pim.comp_coverage_macs == 16
+
+
+@pytest.mark.parametrize("override,needle", [
+    ("npu.systolic.cuont=16", "systolic.cuont"), ("npu.systolic.count=0", "systolic.count"),
+    ("gpu.hbm_bw_gbps=1", "gpu"), ("memory.organization.channel=16", "capacity_gb")])
+def test_bad_system_overrides_are_one_line(override, needle):
+    r = run_cli("simulate", "--system", "neupims", "--model", "gpt3-7b", "--tp", "4", "--batch", "4", "--layers", "1",
+                "--set", override)
+    assert_one_line_error(r, needle)
+
+
+def test_set_on_a_batch_run_changes_the_system():
+    base = run_cli("simulate", "--system", "npu-pim-naive", "--model", "gpt3-7b", "--tp", "4", "--batch", "16",
+                   "--layers", "1", "--json")
+    fewer = run_cli("simulate", "--system", "npu-pim-naive", "--model", "gpt3-7b", "--tp", "4", "--batch", "16",
+                    "--layers", "1", "--set", "npu.systolic.count=1", "--json")
+    assert base.returncode == 0 and fewer.returncode == 0, fewer.stderr
+    assert json.loads(fewer.stdout)["time_s"] > json.loads(base.stdout)["time_s"]

@@ -12,7 +12,8 @@ import math
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
-from pydantic import (BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, PositiveInt, ValidationInfo,
+from pydantic import (BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, PositiveInt, PrivateAttr,
+                      ValidationInfo,
                       field_validator, model_validator)
 
 from sim.config.loader import apply_overrides, load_yaml, validate_into
@@ -420,6 +421,14 @@ class NpuConfig(Strict):
     interconnect: InterconnectConfig | None = None
     memory: str | None = Field(description="bundled memory config name or path; null: ideal memory that "
                                            "never stalls the arrays (SCALE-Sim comparisons)")
+    # ``key.path=value`` overrides of the memory config, set by a system (``overrides.memory``)
+    _memory_overrides: tuple[str, ...] = PrivateAttr(default=())
+
+    def with_memory_overrides(self, overrides) -> "NpuConfig":
+        """A copy whose memory config is loaded with these ``key.path=value`` overrides."""
+        npu = self.model_copy()
+        npu._memory_overrides = tuple(overrides or ())
+        return npu
 
     @model_validator(mode="after")
     def _memory_needs_buffers(self):
@@ -428,9 +437,10 @@ class NpuConfig(Strict):
         return self
 
     def memory_config(self) -> MemoryConfig | None:
+        """The memory this NPU sits on, with the overrides a system gave it (``memory.*``)."""
         if self.memory is None:
             return None
-        mem = load_hw(self.memory)
+        mem = load_hw(self.memory, list(self._memory_overrides) or None)
         if not isinstance(mem, MemoryConfig):
             raise LlmsimError(f"{self.name}: memory: expected a memory config, found kind {mem.kind!r}")
         return mem

@@ -20,7 +20,7 @@ def gpu_decode_iteration(system, gpu_name: str, model: str, batch: Batch, tp: in
     from sim.systems.decode import attention_ops
     from sim.trace.tracer import capture
 
-    gpu = load_hw(gpu_name)
+    gpu = system.gpu_config(gpu_name) if system is not None else load_hw(gpu_name)
     if not isinstance(gpu, GpuConfig):
         raise LlmsimError(f"--gpu: expected a GPU config, found kind {gpu.kind!r}")
     mean_len = max(1, int(round(float(batch.lengths.mean()))) - 1)

@@ -32,17 +32,21 @@ small FR-FCFS-like scheduler, in numba, moves through three kinds of event in ti
 The queue is modelled per request: request j can be served (and its visit's row opened) from the
 cycle after the (j - queue_depth + 1)-th service, with services kept sorted by cycle.
 
-Cost: the row event is picked over the bank groups, not the waiting visits. Each bank keeps a key
-for its waiting head visit (its admission and the bank's own ACT / PRE ready cells; class: row
-hit, closed or conflict), brought up to date only for the banks whose state changed since the last
-pick (a head entered the queue, opened its row, finished, lost its row to a refresh; all of them
-when a service went in before others, which moves admissions); each bank group keeps its minimum
-key per class and its oldest head. The pick reads the ACT / PRE ready cells above the banks once
-per group (the bank group's cell, and the levels above it once per parent: tRRD, tFAW, refresh)
-and breaks ties (the oldest head) by the group's oldest head, or a scan of the group's banks when
-that one is later. The choice is
-the same as a scan of every waiting head. A one-burst visit whose row opens while no other visit
-is active sends its column command in the same step, when nothing can take the column bus first:
+Cost: the row event is picked over the banks, not the waiting visits. Each bank keeps its waiting
+head's key in one of three arrays, one per class (row hit: its admission; closed: its admission and
+the bank's ACT cell, raised by its group's ACT cell; conflict: its admission and the bank's PRE +
+nRP and ACT cells, raised by its group's PRE + nRP and ACT cells; ``_BIG`` in the other two),
+brought up to date only for the banks whose state changed since the last pick (a head entered the
+queue, opened its row, finished, lost its row to a refresh; all of them when a service went in
+before others, which moves admissions), and raised in place when an issue raises a group's ACT /
+PRE cell (the groups each command and bank raises are precomputed; the table only grows, so
+raising a key is exact). The pick is then two branch-free passes over the banks that the compiler
+vectorizes: each bank's row event, ``min(hit, max(closed, A), max(conflict, P))`` with its
+parent's bounds above the groups (A: the ACT cells; P: PRE + nRP and ACT), chosen per bank by
+selects for up to 4 parents, and their minimum; then the oldest head (the smallest visit index)
+among the banks at that minimum. The choice is the same as a scan of every waiting head. A
+one-burst visit whose row opens while no other visit is active sends its column command in the
+same step, when nothing can take the column bus first:
 the other waiting heads open their rows at the pick or later (their column commands: tRCD after
 that, and not before the read / write ready cells above the bank groups; a row hit's: its key),
 visits entering the queue do so after this service, and no refresh is due before it. That is the
@@ -58,8 +62,8 @@ entering the queue, no refresh due, no other candidate able to go first -- a bou
 only. Issuing a command applies a precomputed list of (ready-table cell, latency) for that
 command and bank, not the constraint table's rules one by one, reduced to the cells this run's
 decisions read (no RDA / WRA cells; WR, PREA / REFab, REFpb cells only with writes, all-bank or
-per-bank refresh). The pick's group loop is written with min / max only, and each group keeps
-its oldest head's key, class and position, so a tie costs no dependent loads.
+per-bank refresh). The hot paths index with unsigned integers (numba then leaves out its
+negative-index wrap-around).
 
 What is approximate (against :func:`sim.memory.engine.run`): requests to a row that are not
 consecutive in a channel's arrival order form separate visits (a later one is a row hit if the
@@ -97,73 +101,58 @@ class FastResult:
 
 @njit(cache=True)
 def _split_channels(is_write, coords, counts, cnt, order, vs, vb, vr, vw, vnum):
-    """Stable counting sort of the requests by channel, in order, a run of same-channel requests
-    at a time (its state in registers, not reloaded per request). Fills the channel start offsets
-    ``cnt`` [channels + 1]; each request's index in channel order (``order``: arrivals and
-    directions are read through it, not copied); and each channel's row visits (runs of
-    consecutive requests to one bank and row) from its start offset: first request
-    (channel-relative), flat bank, row, writes, and their number ``vnum``. The caller allocates the
-    outputs: numpy reuses freed memory, where fresh numba arrays of this size cost page faults on
-    every call."""
+    """Stable counting sort of the requests by channel. Fills the channel start offsets ``cnt``
+    [channels + 1]; each request's index in channel order (``order``: arrivals and directions are
+    read through it, not copied); and each channel's row visits (runs of consecutive requests to one
+    bank and row) from its start offset: first request (channel-relative), flat bank, row, writes,
+    and their number ``vnum``. One pass per request with the per-channel state in small arrays
+    (unsigned indices: no wrap-around checks); the caller allocates the outputs: numpy reuses freed
+    memory, where fresh numba arrays of this size cost page faults on every call."""
     n = coords.shape[0]
     B = counts.shape[0] - 1
     n_ch = cnt.shape[0] - 1
-    i = 0
-    while i < n:  # channel sizes, one run of same-channel requests at a time (no store-to-load chain)
-        c = coords[i, 0]
-        j = i + 1
-        while j < n and coords[j, 0] == c:
-            j += 1
-        cnt[c + 1] += j - i
-        i = j
+    U = np.uint64
+    for i in range(n):
+        cnt[U(coords[i, 0] + 1)] += 1
     for c in range(n_ch):
         cnt[c + 1] += cnt[c]
-    pos = cnt[:-1].copy()
+    pos = cnt[:-1].copy()        # each channel's next request slot
+    nvx = cnt[:-1].copy()        # each channel's next visit slot
     last_b = np.full(n_ch, -1, np.int64)
     last_r = np.full(n_ch, -1, np.int64)
-    vnum[:] = 0
-    i = 0
-    while i < n:  # a run of same-channel requests, its state in registers
-        c = coords[i, 0]
-        base = cnt[c]
+    for i in range(n):
+        c = U(coords[i, 0])
+        b = 0
+        for lv in range(1, B + 1):
+            b = b * counts[lv] + coords[i, lv]
+        r = coords[i, B + 1]
         k = pos[c]
-        nvc = vnum[c]
-        lb = last_b[c]
-        lr = last_r[c]
-        while True:
-            b = 0
-            for lv in range(1, B + 1):
-                b = b * counts[lv] + coords[i, lv]
-            r = coords[i, B + 1]
-            if b != lb or r != lr:
-                x = base + nvc
-                nvc += 1
-                vs[x] = k - base
-                vb[x] = b
-                vr[x] = r
-                vw[x] = 0
-                lb = b
-                lr = r
-            w = is_write[i]
-            if w:
-                vw[base + nvc - 1] += 1
-            order[k] = i
-            k += 1
-            i += 1
-            if i >= n or coords[i, 0] != c:
-                break
-        pos[c] = k
-        vnum[c] = nvc
-        last_b[c] = lb
-        last_r[c] = lr
+        pos[c] = k + 1
+        order[U(k)] = i
+        x = nvx[c]
+        if b != last_b[c] or r != last_r[c]:
+            ux = U(x)
+            vs[ux] = k - cnt[c]
+            vb[ux] = b
+            vr[ux] = r
+            vw[ux] = 0
+            last_b[c] = b
+            last_r[c] = r
+            x += 1
+            nvx[c] = x
+        if is_write[i]:
+            vw[U(x - 1)] += 1
+    for c in range(n_ch):
+        vnum[c] = nvx[c] - cnt[c]
 
 
 @njit(cache=True, inline="always")
 def _ready_at(cmd, b, bank_nodes, level_offset, scope, ready):
     """First cycle ``cmd`` to flat bank ``b`` satisfies every recorded constraint."""
+    U = np.uint64
     t = np.int64(0)
-    for lv in range(scope[cmd] + 1):
-        r = ready[level_offset[lv] + bank_nodes[b, lv], cmd]
+    for lv in range(scope[U(cmd)] + 1):
+        r = ready[U(level_offset[U(lv)] + bank_nodes[U(b), U(lv)]), U(cmd)]
         if r > t:
             t = r
     return t
@@ -175,25 +164,31 @@ def _issue_at(cmd, b, t, n_banks, iss_ptr, iss_idx, iss_lat, win_ptr, win_idx, b
     """:func:`sim.memory.engine._issue` for a command to flat bank ``b``: the window-1 rules as a
     precomputed list of (ready-table cell, latency) for this command and bank (one entry per cell,
     its largest latency; see :func:`_prepare`), then the window rules (tFAW ...) as the engine's."""
+    U = np.uint64
     key = cmd * n_banks + b
-    for j in range(iss_ptr[key], iss_ptr[key + 1]):
-        f = iss_idx[j]
-        readyf[f] = max(readyf[f], t + iss_lat[j])
-    for j in range(win_ptr[cmd], win_ptr[cmd + 1]):
-        k = win_idx[j]
+    for j in range(iss_ptr[U(key)], iss_ptr[U(key + 1)]):
+        f = U(iss_idx[U(j)])
+        readyf[f] = max(readyf[f], t + iss_lat[U(j)])
+    for j in range(win_ptr[U(cmd)], win_ptr[U(cmd + 1)]):
+        k = U(win_idx[U(j)])
         lv = c_level[k]
-        node = bank_nodes[b, lv]
+        nd = bank_nodes[U(b), U(lv)]
+        node = U(nd)
         w = c_window[k]
         pos = hist_pos[k, node]
-        hist[k, node, pos] = t
-        hist_pos[k, node] = pos + 1 if pos + 1 < w else 0
-        if hist_n[k, node] < w:
-            hist_n[k, node] += 1
-        if hist_n[k, node] == w:
-            v = hist[k, node, hist_pos[k, node]] + c_lat[k]
-            row = level_offset[lv] + node
-            if v > ready[row, c_next[k]]:
-                ready[row, c_next[k]] = v
+        hist[k, node, U(pos)] = t
+        np_ = pos + 1 if pos + 1 < w else 0
+        hist_pos[k, node] = np_
+        hn = hist_n[k, node]
+        if hn < w:
+            hn += 1
+            hist_n[k, node] = hn
+        if hn == w:
+            v = hist[k, node, U(np_)] + c_lat[k]
+            row = U(level_offset[U(lv)] + nd)
+            cn = U(c_next[k])
+            if v > ready[row, cn]:
+                ready[row, cn] = v
 
 
 @njit(cache=True, inline="always")
@@ -224,7 +219,7 @@ def _drop_active(v, act_list, n_act):
 @njit(cache=True)
 def _run_fast(arrive, is_write, v_first, v_bank, v_row, v_writes, vnum, order, bounds, counts, level_offset, c_level, c_next, c_lat, c_window,
               c_sibling, by_prev_ptr, by_prev_idx, scope, roles, ref_level, timing, bank_nodes, common,
-              cross, iss_ptr, iss_idx, iss_lat, win_ptr, win_idx, n_rp, n_rfcpb, n_rcd, queue_depth, closed_page,
+              cross, iss_ptr, iss_idx, iss_lat, win_ptr, win_idx, tg_ptr, tg_idx, n_rp, n_rfcpb, n_rcd, queue_depth, closed_page,
               refresh_mode, has_writes, done):
     """All channels, one after the other. Returns (last data end, row visits)."""
     act, pre, prea, rd, wr, rda, wra, refab, refpb = (roles[0], roles[1], roles[2], roles[3], roles[4], roles[5],
@@ -233,6 +228,9 @@ def _run_fast(arrive, is_write, v_first, v_bank, v_row, v_writes, vnum, order, b
     B = counts.shape[0] - 1
     n_cmds = scope.shape[0]
     n_banks = bank_nodes.shape[0]
+    U = np.uint64     # unsigned indices: no negative-index wrap-around on the hot paths
+    uact = U(act)
+    upre = U(pre)
     ref_nodes = level_offset[ref_level + 1] - level_offset[ref_level]
     banks_per_ref = n_banks // ref_nodes
     Q = queue_depth
@@ -256,25 +254,26 @@ def _run_fast(arrive, is_write, v_first, v_bank, v_row, v_writes, vnum, order, b
     for p_ in range(n_par):
         for lv in range(n_plv):
             par_row[p_, lv] = level_offset[lv] + bank_nodes[p_ * gpp * bpg, lv]
-    kb = np.zeros(n_banks, np.int64)
     kc = np.full(n_banks, -1, np.int8)
     kd = np.zeros(n_banks, np.int8)
     cnt = np.zeros(3, np.int64)                 # waiting heads: row hits, others with reads, with writes
     pend = np.empty(n_banks, np.int64)          # banks whose key is to be brought up to date
     inpend = np.zeros(n_banks, np.bool_)
-    gmin = np.full((n_grp, 3), _BIG, np.int64)
-    g_e = np.empty(n_grp, np.int64)             # per group at the pick: earliest row event, ACT bound, PRE + nRP bound
-    g_a = np.empty(n_grp, np.int64)
-    g_p = np.empty(n_grp, np.int64)
+    # per bank, its waiting head's row event below the parent's bound, one array per class (_BIG: not of
+    # that class): a row hit's key; a closed row's key raised by its group's ACT cell; a conflict's key
+    # raised by its group's PRE cell + nRP and ACT cell. Contiguous per parent, so the pick is two
+    # vectorizable passes over the banks with the parent's bounds as scalars
+    kh = np.full(n_banks, _BIG, np.int64)
+    kx1 = np.full(n_banks, _BIG, np.int64)
+    kx2 = np.full(n_banks, _BIG, np.int64)
+    hv = np.zeros(n_banks, np.int64)            # each bank's waiting head (visit index: its age)
+    ke = np.empty(n_banks, np.int64)            # per bank at the pick: earliest row event
     b_grp = bank_nodes[:, B - 1].copy() if B >= 1 else np.zeros(n_banks, np.int64)   # each bank's group
-    g_par = np.arange(n_grp) // gpp                                                   # each group's parent
-    g_okb = np.zeros(n_grp, np.int64)           # per group: its oldest head's key, class, visit, first request
-    g_okc = np.zeros(n_grp, np.int8)
-    g_ov = np.zeros(n_grp, np.int64)
-    g_opos = np.zeros(n_grp, np.int64)
-    p_a = np.zeros(n_par, np.int64)             # per parent of groups: ACT / PRE ready above the groups
-    p_p = np.zeros(n_par, np.int64)
-    g_old = np.full(n_grp, -1, np.int64)        # per group: the bank of its oldest waiting head
+    bpp = gpp * bpg                             # banks per parent
+    bpp2 = 2 * bpp
+    bpp3 = 3 * bpp
+    p_a = np.zeros(max(n_par, 4), np.int64)     # per parent of groups: ACT bound above the groups, PRE + nRP bound
+    p_p = np.zeros(max(n_par, 4), np.int64)
     rcd_rd = cross[act, rd, B]
     rcd_wr = cross[act, wr, B]
     next_ref = np.zeros(ref_nodes, np.int64)
@@ -321,8 +320,9 @@ def _run_fast(arrive, is_write, v_first, v_bank, v_row, v_writes, vnum, order, b
         cnt[:] = 0
         inpend[:] = False
         n_pend = 0
-        gmin[:, :] = _BIG
-        g_old[:] = -1
+        kh[:] = _BIG
+        kx1[:] = _BIG
+        kx2[:] = _BIG
         kstale = False    # a service went in before others: the heads' admissions moved (re-key all)
         next_ref[:] = n_refi if refresh_mode == 1 else n_refipb
         ref_bank[:] = 0
@@ -390,86 +390,66 @@ def _run_fast(arrive, is_write, v_first, v_bank, v_row, v_writes, vnum, order, b
                             n_pend += 1
                 # the banks whose key changed: their key (the bank's own part of its head's row event:
                 # admission, the bank's ACT / PRE ready cells; the shared cells are read below), class
-                # (-1 not waiting, 0 row hit, 1 row closed, 2 row conflict), directions and group minima
+                # (-1 not waiting, 0 row hit, 1 row closed, 2 row conflict), directions and class keys
                 for q in range(n_pend):
                     b = pend[q]
-                    inpend[b] = False
-                    oc = kc[b]
+                    ub = U(b)
+                    inpend[ub] = False
+                    oc = kc[ub]
                     if oc == 0:
                         cnt[0] -= 1
                     elif oc > 0:
-                        if kd[b] & 1:
+                        if kd[ub] & 1:
                             cnt[1] -= 1
-                        if kd[b] & 2:
+                        if kd[ub] & 2:
                             cnt[2] -= 1
-                    v = head[b]
-                    if v == -1 or bank_act[b] != -1:
-                        kc[b] = -1
+                    v = head[ub]
+                    g = U(grp_row0 + b_grp[ub])
+                    if v == -1 or bank_act[ub] != -1:
+                        kc[ub] = -1
+                        kh[ub] = _BIG
+                        kx1[ub] = _BIG
+                        kx2[ub] = _BIG
                     else:
-                        first = vstart[v]
-                        adm = a0 if same_arrival else arrive[ordc[first]]
-                        if first >= Q and served_t[first - Q] + 1 > adm:
-                            adm = served_t[first - Q] + 1
-                        rb = bank_row0 + b
-                        if open_row[b] == vrow[v]:
-                            kb[b] = adm
-                            kc[b] = 0
+                        uv = U(v)
+                        hv[ub] = v
+                        first = vstart[uv]
+                        adm = a0 if same_arrival else arrive[U(ordc[U(first)])]
+                        if first >= Q:
+                            adm = max(adm, served_t[U(first - Q)] + 1)
+                        rb = U(bank_row0 + b)
+                        orow = open_row[ub]
+                        if orow == vrow[uv]:
+                            kh[ub] = adm
+                            kx1[ub] = _BIG
+                            kx2[ub] = _BIG
+                            kc[ub] = 0
                             cnt[0] += 1
                         else:
-                            if open_row[b] == -1:
-                                k = ready[rb, act]
-                                if adm > k:
-                                    k = adm
-                                kc[b] = 1
+                            kh[ub] = _BIG
+                            if orow == -1:
+                                k = max(ready[rb, uact], adm)
+                                kx1[ub] = max(k, ready[g, uact])
+                                kx2[ub] = _BIG
+                                kc[ub] = 1
                             else:
-                                p_ = ready[rb, pre]
-                                if adm > p_:
-                                    p_ = adm
-                                k = ready[rb, act]
-                                if p_ + n_rp > k:
-                                    k = p_ + n_rp
-                                kc[b] = 2
-                            kb[b] = k
+                                k = max(max(ready[rb, upre], adm) + n_rp, ready[rb, uact])
+                                kx1[ub] = _BIG
+                                kx2[ub] = max(k, max(ready[g, upre] + n_rp, ready[g, uact]))
+                                kc[ub] = 2
                             d = 0
-                            if vwrites[v] != vstart[v + 1] - first:
+                            nw = vwrites[uv]
+                            if nw != vstart[uv + U(1)] - first:
                                 d |= 1
                                 cnt[1] += 1
-                            if vwrites[v] != 0:
+                            if nw != 0:
                                 d |= 2
                                 cnt[2] += 1
-                            kd[b] = d
-                    g = b_grp[b]
-                    g0 = g * bpg
-                    h = _BIG
-                    c = _BIG
-                    x = _BIG
-                    of = _BIG
-                    ob = -1
-                    for bb in range(g0, g0 + bpg):
-                        cl = kc[bb]
-                        if cl >= 0 and vstart[head[bb]] < of:
-                            of = vstart[head[bb]]
-                            ob = bb
-                        if cl == 0:
-                            if kb[bb] < h:
-                                h = kb[bb]
-                        elif cl == 1:
-                            if kb[bb] < c:
-                                c = kb[bb]
-                        elif cl == 2:
-                            if kb[bb] < x:
-                                x = kb[bb]
-                    gmin[g, 0] = h
-                    gmin[g, 1] = c
-                    gmin[g, 2] = x
-                    g_old[g] = ob
-                    if ob >= 0:  # the oldest head's key, class, visit and first request, for the pick's ties
-                        g_okb[g] = kb[ob]
-                        g_okc[g] = kc[ob]
-                        g_ov[g] = head[ob]
-                        g_opos[g] = of
+                            kd[ub] = d
                 n_pend = 0
-                # ACT / PRE ready above the bank groups, once per parent
+                # the earliest row event: per parent, its ACT / PRE bounds above the groups, then each
+                # bank's class key raised by its parent's (min / max and selects only: vectorized, one
+                # loop over the banks for up to 4 parents)
                 for p_ in range(n_par):
                     ua = np.int64(0)
                     up = np.int64(0)
@@ -478,47 +458,33 @@ def _run_fast(arrive, is_write, v_first, v_bank, v_row, v_writes, vnum, order, b
                         ua = max(ua, ready[r_, act])
                         up = max(up, ready[r_, pre])
                     p_a[p_] = ua
-                    p_p[p_] = up
-                # each group's earliest row event, with min / max only (conditional moves, no
-                # early exit: the old skip of groups later than the best saved nothing measurable)
+                    p_p[p_] = max(up + n_rp, ua)
                 re = _BIG
-                for g in range(n_grp):
-                    pg = g_par[g]
-                    ga = max(ready[grp_row0 + g, act], p_a[pg])
-                    gp = max(max(ready[grp_row0 + g, pre], p_p[pg]) + n_rp, ga)
-                    e = min(gmin[g, 0], min(max(gmin[g, 1], ga), max(gmin[g, 2], gp)))
-                    g_e[g] = e
-                    g_a[g] = ga
-                    g_p[g] = gp
-                    re = min(re, e)
+                if n_par <= 4:
+                    u0, u1, u2, u3 = p_a[0], p_a[1], p_a[2], p_a[3]
+                    q0, q1, q2, q3 = p_p[0], p_p[1], p_p[2], p_p[3]
+                    for bb in range(n_banks):
+                        ua = u0 if bb < bpp else (u1 if bb < bpp2 else (u2 if bb < bpp3 else u3))
+                        up = q0 if bb < bpp else (q1 if bb < bpp2 else (q2 if bb < bpp3 else q3))
+                        e = min(kh[bb], min(max(kx1[bb], ua), max(kx2[bb], up)))
+                        ke[bb] = e
+                        re = min(re, e)
+                else:
+                    for p_ in range(n_par):
+                        ua = p_a[p_]
+                        up = p_p[p_]
+                        for bb in range(p_ * bpp, p_ * bpp + bpp):
+                            e = min(kh[bb], min(max(kx1[bb], ua), max(kx2[bb], up)))
+                            ke[bb] = e
+                            re = min(re, e)
                 rv = -1
                 rcol = _BIG
                 if re < _BIG:
-                    # the oldest head whose row opens at re: per group, its oldest head if that one
-                    # opens at re (the usual case), else a scan of the group's banks
+                    # ties: the oldest head (the smallest visit index)
                     best = _BIG
-                    for g in range(n_grp):
-                        if g_e[g] != re:
-                            continue
-                        cl = g_okc[g]
-                        e = max(g_okb[g], g_a[g] if cl == 1 else (g_p[g] if cl == 2 else 0))
-                        if e == re:
-                            if g_opos[g] < best:
-                                best = g_opos[g]
-                                rv = g_ov[g]
-                        else:
-                            for bb in range(g * bpg, g * bpg + bpg):
-                                cl = kc[bb]
-                                if cl < 0:
-                                    continue
-                                e = kb[bb]
-                                if cl == 1 and g_a[g] > e:
-                                    e = g_a[g]
-                                elif cl == 2 and g_p[g] > e:
-                                    e = g_p[g]
-                                if e == re and vstart[head[bb]] < best:
-                                    best = vstart[head[bb]]
-                                    rv = head[bb]
+                    for bb in range(n_banks):
+                        best = min(best, hv[bb] if ke[bb] == re else _BIG)
+                    rv = best
                     b = vbank[rv]
                     rp = np.int64(-1)
                     if kc[b] == 0:
@@ -633,6 +599,10 @@ def _run_fast(arrive, is_write, v_first, v_bank, v_row, v_writes, vnum, order, b
                         inpend[bb] = True
                         pend[n_pend] = bb
                         n_pend += 1
+                for bb in range(n_banks):  # the refresh may have raised any group's ACT / PRE cells
+                    g = grp_row0 + b_grp[bb]
+                    kx1[bb] = max(kx1[bb], ready[g, act])
+                    kx2[bb] = max(kx2[bb], max(ready[g, pre] + n_rp, ready[g, act]))
                 dirty = True
                 continue
             # -------- open a row
@@ -643,8 +613,28 @@ def _run_fast(arrive, is_write, v_first, v_bank, v_row, v_writes, vnum, order, b
                     if open_row[b] != -1:
                         _issue_at(pre, b, rp, n_banks, iss_ptr, iss_idx, iss_lat, win_ptr, win_idx, bank_nodes,
                                   level_offset, c_level, c_next, c_lat, c_window, readyf, ready, hist, hist_pos, hist_n)
+                        kt = pre * n_banks + b  # the groups whose ACT / PRE cells it raised: their banks' keys
+                        for j in range(tg_ptr[U(kt)], tg_ptr[U(kt + 1)]):
+                            g = tg_idx[U(j)]
+                            gr = U(grp_row0 + g)
+                            ga = ready[gr, uact]
+                            gp = max(ready[gr, upre] + n_rp, ga)
+                            for bb in range(g * bpg, g * bpg + bpg):
+                                ub = U(bb)
+                                kx1[ub] = max(kx1[ub], ga)
+                                kx2[ub] = max(kx2[ub], gp)
                     _issue_at(act, b, re, n_banks, iss_ptr, iss_idx, iss_lat, win_ptr, win_idx, bank_nodes,
                               level_offset, c_level, c_next, c_lat, c_window, readyf, ready, hist, hist_pos, hist_n)
+                    kt = act * n_banks + b  # the groups whose ACT / PRE cells it raised: their banks' keys
+                    for j in range(tg_ptr[U(kt)], tg_ptr[U(kt + 1)]):
+                        g = tg_idx[U(j)]
+                        gr = U(grp_row0 + g)
+                        ga = ready[gr, uact]
+                        gp = max(ready[gr, upre] + n_rp, ga)
+                        for bb in range(g * bpg, g * bpg + bpg):
+                            ub = U(bb)
+                            kx1[ub] = max(kx1[ub], ga)
+                            kx2[ub] = max(kx2[ub], gp)
                     open_row[b] = vrow[v]
                 vstate[v] = 1
                 bank_act[b] = v
@@ -697,8 +687,10 @@ def _run_fast(arrive, is_write, v_first, v_bank, v_row, v_writes, vnum, order, b
                     if n_hit > 0:
                         if oc == 0:  # its group's minimum may be this head's own key
                             lb = -1
-                        for g in range(n_grp):
-                            lb = min(lb, max(gmin[g, 0], min(lr, lw)) - 1)
+                        hmin = _BIG
+                        for bb in range(n_banks):
+                            hmin = min(hmin, kh[bb])
+                        lb = min(lb, max(hmin, min(lr, lw)) - 1)
                     if c <= lb and c < tref:
                         lat = (n_cwl if w else n_cl) + n_bl
                         done[i] = c + lat
@@ -722,6 +714,16 @@ def _run_fast(arrive, is_write, v_first, v_bank, v_row, v_writes, vnum, order, b
                             issue_cmd = wra if w else rda
                         _issue_at(issue_cmd, b, c, n_banks, iss_ptr, iss_idx, iss_lat, win_ptr, win_idx, bank_nodes,
                                   level_offset, c_level, c_next, c_lat, c_window, readyf, ready, hist, hist_pos, hist_n)
+                        kt = issue_cmd * n_banks + b  # the groups whose ACT / PRE cells it raised: their banks' keys
+                        for j in range(tg_ptr[U(kt)], tg_ptr[U(kt + 1)]):
+                            g = tg_idx[U(j)]
+                            gr = U(grp_row0 + g)
+                            ga = ready[gr, uact]
+                            gp = max(ready[gr, upre] + n_rp, ga)
+                            for bb in range(g * bpg, g * bpg + bpg):
+                                ub = U(bb)
+                                kx1[ub] = max(kx1[ub], ga)
+                                kx2[ub] = max(kx2[ub], gp)
                         vstate[v] = 2
                         skip[v] = v + 1
                         bank_act[b] = -1
@@ -873,6 +875,16 @@ def _run_fast(arrive, is_write, v_first, v_bank, v_row, v_writes, vnum, order, b
                 issue_cmd = wra if w else rda
             _issue_at(issue_cmd, b, c, n_banks, iss_ptr, iss_idx, iss_lat, win_ptr, win_idx, bank_nodes, level_offset,
                       c_level, c_next, c_lat, c_window, readyf, ready, hist, hist_pos, hist_n)
+            kt = issue_cmd * n_banks + b  # the groups whose ACT / PRE cells it raised: their banks' keys
+            for j in range(tg_ptr[U(kt)], tg_ptr[U(kt + 1)]):
+                g = tg_idx[U(j)]
+                gr = U(grp_row0 + g)
+                ga = ready[gr, uact]
+                gp = max(ready[gr, upre] + n_rp, ga)
+                for bb in range(g * bpg, g * bpg + bpg):
+                    ub = U(bb)
+                    kx1[ub] = max(kx1[ub], ga)
+                    kx2[ub] = max(kx2[ub], gp)
             if finished:
                 vstate[v] = 2
                 skip[v] = v + 1
@@ -956,7 +968,27 @@ def _prepare(spec: DramSpec):
         win_idx += [int(k) for k in ks if tab.c_window[k] > 1]
         win_ptr[cmd + 1] = len(win_idx)
     issue = (iss_ptr, np.array(iss_idx, np.int64), np.array(iss_lat, np.int64), win_ptr, np.array(win_idx, np.int64))
-    return tab, bank_nodes, common, cross, issue, int(spec.t("nRP")), int(spec.t("nRFCpb")), int(n_rcd)
+    # the bank groups whose ACT / PRE cells issuing each command to each bank raises (window-1 rules
+    # and window rules at the bank-group level), for the pick's per-bank keys (see _run_fast)
+    g_lv = max(B - 1, 0)
+    g_lo, g_hi = int(tab.level_offset[g_lv]), int(tab.level_offset[g_lv + 1])
+    tg_ptr = np.zeros(n_cmds * n_banks + 1, np.int64)
+    tg_idx: list[int] = []
+    for cmd in range(n_cmds):
+        for b in range(n_banks):
+            key = cmd * n_banks + b
+            groups: set[int] = set()
+            for f in issue[1][iss_ptr[key]:iss_ptr[key + 1]]:
+                row, col = divmod(int(f), n_cmds)
+                if col in (int(r[0]), int(r[1])) and g_lo <= row < g_hi:
+                    groups.add(row - g_lo)
+            for k in issue[4][win_ptr[cmd]:win_ptr[cmd + 1]]:
+                if int(tab.c_level[k]) == g_lv and int(tab.c_next[k]) in (int(r[0]), int(r[1])):
+                    groups.add(int(bank_nodes[b, g_lv]))
+            tg_idx += sorted(groups)
+            tg_ptr[key + 1] = len(tg_idx)
+    touched = (tg_ptr, np.array(tg_idx, np.int64))
+    return tab, bank_nodes, common, cross, issue, touched, int(spec.t("nRP")), int(spec.t("nRFCpb")), int(n_rcd)
 
 
 _CACHE: dict[int, tuple] = {}
@@ -1022,7 +1054,7 @@ def run_fast(spec: DramSpec, arrive: np.ndarray, is_write: np.ndarray, coords: n
     ``done_cycle`` holds, per request, the model's cycle its data transfer ends (its column
     command's time plus CL/CWL and nBL); ``cycles`` is their maximum.
     """
-    tab, bank_nodes, common, cross, issue, n_rp, n_rfcpb, n_rcd = _tables(spec)
+    tab, bank_nodes, common, cross, issue, touched, n_rp, n_rfcpb, n_rcd = _tables(spec)
     arrive = np.asarray(arrive, np.int64)
     is_write = np.asarray(is_write, np.bool_)
     coords = np.asarray(coords, np.int64)
@@ -1047,6 +1079,6 @@ def run_fast(spec: DramSpec, arrive: np.ndarray, is_write: np.ndarray, coords: n
     end, visits = _run_fast(arrive, is_write, vs, vb, vr, vw, vnum, order, bounds, tab.counts, tab.level_offset, tab.c_level,
                             tab.c_next, tab.c_lat, tab.c_window, tab.c_sibling, tab.by_prev_ptr, tab.by_prev_idx,
                             tab.scope, tab.roles, tab.ref_level, tab.timing, bank_nodes, common, cross, *issue,
-                            n_rp, n_rfcpb, n_rcd, int(queue_depth), page_policy == "closed", refresh_mode, has_writes,
+                            *touched, n_rp, n_rfcpb, n_rcd, int(queue_depth), page_policy == "closed", refresh_mode, has_writes,
                             done)
     return FastResult(cycles=int(end), done_cycle=done, row_visits=int(visits))

@@ -62,6 +62,10 @@ class SystemConfig(Strict):
                                                "attention of the other)")
     channel_assignment: Literal["round_robin", "greedy"] = Field(
         "round_robin", description="which channel holds each request's KV cache (greedy: least estimated load)")
+    overrides: dict[Literal["npu", "memory", "gpu", "bitserial"], list[str]] = Field(
+        default_factory=dict, description="key.path=value overrides of the devices this system composes (memory: "
+                                          "the NPU's memory), e.g. {npu: [systolic.count=16]}; --set npu.systolic."
+                                          "count=16 on a system lands here")
 
     @model_validator(mode="after")
     def _parts(self):
@@ -94,19 +98,44 @@ class SystemConfig(Strict):
             kw.update(group_size=w.group_size, group_meta_bits=w.group_meta_bits)
         return kw
 
+    def check_devices(self) -> None:
+        """Load every device this system composes (with its overrides): errors surface here."""
+        unused = set(self.overrides) - {"npu", "memory"} if self.accelerator == "npu" else \
+            set(self.overrides) - {self.accelerator}
+        if unused:
+            raise LlmsimError(f"{self.name}: overrides: {sorted(unused)[0]}: this {self.accelerator} system has no "
+                              f"such device")
+        if self.accelerator == "npu":
+            npu = self.npu_config()
+            if npu.memory_config() is None and self.overrides.get("memory"):
+                raise LlmsimError(f"{self.name}: overrides: memory: {npu.name} has ideal memory (nothing to override)")
+        elif self.accelerator == "gpu":
+            self.gpu_config()
+        else:
+            self.bitserial_config()
+
+    def gpu_config(self, name: str | None = None):
+        """The GPU (``name`` or the system's ``gpu``) with the system's ``overrides.gpu``."""
+        from sim.config.hardware import GpuConfig
+
+        dev = load_hw(name or self.gpu, self.overrides.get("gpu") or None)
+        if not isinstance(dev, GpuConfig):
+            raise LlmsimError(f"{self.name}: gpu: expected a GPU config, found kind {dev.kind!r}")
+        return dev
+
     def bitserial_config(self):
         from sim.config.hardware import BitSerialConfig
 
-        dev = load_hw(self.bitserial)
+        dev = load_hw(self.bitserial, self.overrides.get("bitserial") or None)
         if not isinstance(dev, BitSerialConfig):
             raise LlmsimError(f"{self.name}: bitserial: expected a bitserial config, found kind {dev.kind!r}")
         return dev
 
     def npu_config(self) -> NpuConfig:
-        npu = load_hw(self.npu)
+        npu = load_hw(self.npu, self.overrides.get("npu") or None)
         if not isinstance(npu, NpuConfig):
             raise LlmsimError(f"{self.name}: npu: expected an NPU config, found kind {npu.kind!r}")
-        return npu
+        return npu.with_memory_overrides(self.overrides.get("memory")) if self.overrides.get("memory") else npu
 
     def memory(self) -> MemoryConfig:
         """The NPU's memory, with the PIM row-buffer mode this system uses."""
@@ -120,14 +149,46 @@ class SystemConfig(Strict):
         return mem
 
 
+DEVICE_KEYS = ("npu", "memory", "gpu", "bitserial")
+
+
+def split_overrides(overrides: list[str]) -> tuple[list[str], dict[str, list[str]]]:
+    """System-level ``key.path=value`` overrides, and those that reach into a device: a path of two
+    or more keys starting with npu, memory, gpu or bitserial (``npu.systolic.count=16``). A bare
+    ``npu=NAME`` swaps the device itself."""
+    own: list[str] = []
+    devices: dict[str, list[str]] = {}
+    for item in overrides:
+        key = str(item).split("=", 1)[0].strip()
+        head, _, rest = key.partition(".")
+        if head in DEVICE_KEYS and rest:
+            devices.setdefault(head, []).append(f"{rest}={str(item).split('=', 1)[1]}" if "=" in str(item) else rest)
+        else:
+            own.append(item)
+    return own, devices
+
+
 def load_system(name_or_path: str, overrides: list[str] | None = None) -> SystemConfig:
+    """A system config by bundled name or path, with ``key.path=value`` overrides (those under npu.,
+    memory., gpu. or bitserial. go to the device; see :func:`split_overrides`). Every device the
+    system names is loaded once here, so a bad override is reported now, in one line."""
     path = find_bundled("hw_configs/systems", name_or_path, "system config")
     data = load_yaml(path)
+    device_overrides: dict[str, list[str]] = {}
     if overrides:
-        data = apply_overrides(data, overrides, str(path))
+        overrides, device_overrides = split_overrides(list(overrides))
+        data = apply_overrides(data, overrides, str(path)) if overrides else data
+    if device_overrides:
+        merged = dict(data.get("overrides") or {})
+        for k, v in device_overrides.items():
+            merged[k] = list(merged.get(k) or []) + v
+        data = {**data, "overrides": merged}
     if data.get("kind") != "system":
         raise LlmsimError(f"{path}: kind: expected system, found {data.get('kind')!r}")
-    return validate_into(SystemConfig, data, path)
+    sysconf = validate_into(SystemConfig, data, path)
+    if sysconf.overrides:
+        sysconf.check_devices()
+    return sysconf
 
 
 def available_systems() -> list[str]:

@@ -189,9 +189,9 @@ class CostModel:
         self.heads = int(self.att_template.extra["heads"])
         self.head_dim = int(self.att_template.extra["head_dim"])
         if self.is_gpu:
-            from sim.config.hardware import GpuConfig, load_hw
+            from sim.config.hardware import GpuConfig
 
-            gpu = load_hw(cfg.gpu or self.system.gpu)
+            gpu = self.system.gpu_config(cfg.gpu)
             if not isinstance(gpu, GpuConfig):
                 raise LlmsimError(f"--gpu: expected a GPU config, found kind {gpu.kind!r}")
             self.gpu = gpu
