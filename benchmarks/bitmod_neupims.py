@@ -13,21 +13,13 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import os
-import tempfile
 import time
 from pathlib import Path
 
+from sim.io import write_bytes_atomic
+
 SYSTEMS = ("neupims", "neupims-bitmod")
 PARTS = ("npu_pe", "npu_dram", "pim")
-
-
-def _atomic_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
 
 
 def sweep(model: str, tp: int, batches: list[int], layers: int | None) -> list[dict]:
@@ -84,7 +76,7 @@ def main() -> None:
     w = csv.DictWriter(buf, fieldnames=list(rows[0]))
     w.writeheader()
     w.writerows(rows)
-    _atomic_bytes(out / "bitmod_neupims.csv", buf.getvalue().encode())
+    write_bytes_atomic(out / "bitmod_neupims.csv", buf.getvalue().encode())
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
     for name, marker in zip(SYSTEMS, ("o", "s")):
@@ -117,7 +109,7 @@ def main() -> None:
     fig.tight_layout()
     png = io.BytesIO()
     fig.savefig(png, dpi=120)
-    _atomic_bytes(out / "bitmod_neupims.png", png.getvalue())
+    write_bytes_atomic(out / "bitmod_neupims.png", png.getvalue())
     plt.close(fig)
     print(f"wrote {out}/bitmod_neupims.csv, bitmod_neupims.png")
 

@@ -12,18 +12,10 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import os
-import tempfile
 import time
 from pathlib import Path
 
-
-def _atomic_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+from sim.io import write_bytes_atomic
 
 
 def main() -> None:
@@ -77,7 +69,7 @@ def main() -> None:
     w = csv.DictWriter(buf, fieldnames=list(rows[0]))
     w.writeheader()
     w.writerows(rows)
-    _atomic_bytes(out / "systems_sweep.csv", buf.getvalue().encode())
+    write_bytes_atomic(out / "systems_sweep.csv", buf.getvalue().encode())
 
     fig, ax = plt.subplots(figsize=(7.5, 4.6))
     for name in systems:
@@ -94,7 +86,7 @@ def main() -> None:
     fig.tight_layout()
     png = io.BytesIO()
     fig.savefig(png, dpi=120)
-    _atomic_bytes(out / "systems_throughput.png", png.getvalue())
+    write_bytes_atomic(out / "systems_throughput.png", png.getvalue())
     plt.close(fig)
 
     if iteration_512 is not None:
@@ -114,7 +106,7 @@ def main() -> None:
         fig.tight_layout()
         png = io.BytesIO()
         fig.savefig(png, dpi=120)
-        _atomic_bytes(out / "neupims_iteration.png", png.getvalue())
+        write_bytes_atomic(out / "neupims_iteration.png", png.getvalue())
         plt.close(fig)
     print(f"wrote {out}/systems_sweep.csv, systems_throughput.png, neupims_iteration.png")
 

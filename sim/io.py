@@ -41,6 +41,11 @@ def write_text_atomic(target: str | os.PathLike, text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
+def write_bytes_atomic(target: str | os.PathLike, data: bytes) -> None:
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(data)
+
+
 
 def check_writable_dir(path: str | os.PathLike) -> Path:
     """Fail early (before any work) if ``path`` cannot be a folder we write into."""
