@@ -668,6 +668,49 @@ def demo(scenario, sets, as_json) -> None:
     click.echo(f"report: {out}/summary.md, charts: {out}/roofline.png, {out}/breakdown.png")
 
 
+# ------------------------------------------------------------------------------------- sweep
+@cli.command()
+@click.argument("spec_file", metavar="SPEC.yaml")
+@click.option("--out", "out_dir", required=True, metavar="DIR",
+              help="results folder (spec.yaml, points/, results.parquet); a re-run resumes")
+@click.option("--backend", type=click.Choice(["local", "dask"]), default="local", show_default=True,
+              help="local: a process pool; dask: a dask.distributed cluster")
+@click.option("--workers", type=int, default=None, help="worker processes (default: every core; 1: in-process)")
+@click.option("--scheduler", default=None, metavar="ADDR", help="a running Dask scheduler (--backend dask)")
+@click.option("--quiet", is_flag=True, help="no progress bar")
+@click.option("--json", "as_json", is_flag=True, help="print {points, done, skipped, errors, wall_s, out}")
+def sweep(spec_file, out_dir, backend, workers, scheduler, quiet, as_json) -> None:
+    """Run a design-space sweep: a base system, axes over config paths (grid or seeded random) and
+    workloads; every point's metrics go to DIR/results.parquet (see docs/sweeps.md)."""
+    from sim.explore.store import sweep as run
+
+    _, s = run(spec_file, out_dir, backend=backend, workers=workers, quiet=quiet, scheduler=scheduler)
+    if as_json:
+        _emit_json({k: s[k] for k in ("points", "done", "skipped", "errors", "wall_s", "out")})
+        return
+    click.echo(f"sweep {s['sweep']}: {s['points']} points ({s['done']} run, {s['skipped']} already done, "
+               f"{s['errors']} errors) in {s['wall_s']:.1f} s -> {s['results']}")
+
+
+# ------------------------------------------------------------------------------------- report
+@cli.command()
+@click.argument("sweep_dir", metavar="DIR")
+@click.option("--out", "-o", "out", default=None, metavar="FILE",
+              help="the HTML file to write (default: DIR/report.html)")
+@click.option("--json", "as_json", is_flag=True, help="print {out, points, plots, pareto_points}")
+def report(sweep_dir, out, as_json) -> None:
+    """Write a sweep's results (llmsim sweep's DIR) as one self-contained HTML page: Pareto fronts,
+    sensitivity plots, the Pareto points and the full results table."""
+    from sim.explore.report import write_report
+
+    res = write_report(sweep_dir, out)
+    if as_json:
+        _emit_json({k: res[k] for k in ("out", "points", "plots", "pareto_points")})
+        return
+    click.echo(f"report: {res['out']} ({res['points']} points, {res['errors']} errors, {res['plots']} plots, "
+               f"{res['pareto_points']} Pareto points)")
+
+
 def main() -> None:
     try:
         cli.main(standalone_mode=False)
