@@ -69,6 +69,10 @@ def reference(tmp_path_factory):
     ({"workloads": [{"model": "gpt3-7b", "seq_len": 8, "requests": "alpaca"}]}, ["workloads.0.seq_len"]),
     ({"workloads": []}, ["workloads"]),
     ({"colour": "red"}, ["colour: unknown key"]),
+    ({"axes": {"memory.organization.channel, memory.capacity_gb": [[16, 16], [32]]}},
+     ["axes.memory.organization.channel, memory.capacity_gb", "lists of 2 values"]),
+    ({"axes": {"memory.organization.channel, memory.capacity_gb": [[16, 32]]}},
+     ["axes.memory.organization.channel, memory.capacity_gb", "capacity_gb"]),
 ])
 def test_spec_errors_name_the_field(change, needles):
     with pytest.raises(LlmsimError) as e:
@@ -249,3 +253,20 @@ def test_error_points_json_summary_and_resume(tmp_path):
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "notes.txt").write_text("x")
     assert_one_line_error(run_cli("sweep", str(spec_file), "--out", str(tmp_path / "busy")), "notes.txt")
+
+
+def test_linked_axis_moves_its_paths_together(tmp_path):
+    spec = {"name": "t-linked", "base": "neupims", "seed": 0,
+            "axes": {"memory.organization.channel, memory.capacity_gb": [[16, 16], [32, 32]], "sub_batch": [False]},
+            "workloads": [{"model": "gpt3-7b", "tp": 4, "batch": 8, "requests": "uniform", "seq_len": 64,
+                           "layers": 1}]}
+    points = expand_points(spec)
+    assert [p.overrides for p in points] == [
+        {"memory.organization.channel": 16, "memory.capacity_gb": 16, "sub_batch": False},
+        {"memory.organization.channel": 32, "memory.capacity_gb": 32, "sub_batch": False}]
+    df = run_sweep(spec, tmp_path / "sw", workers=1, quiet=True)
+    assert list(df["cfg.memory.organization.channel"]) == [16, 32]
+    assert list(df["cfg.memory.capacity_gb"]) == [16, 32]
+    assert (df["status"] == "ok").all()
+    # the same 8 requests' KV caches over half the channels: attention on PIM takes longer
+    assert df["m.time_s"].iloc[0] > df["m.time_s"].iloc[1]

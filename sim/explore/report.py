@@ -314,13 +314,15 @@ def _td(v: Any, scale: float = 1.0, cls: str = "") -> str:
 def _axes_section(spec: dict[str, Any], df: pd.DataFrame) -> str:
     axes_spec = spec.get("axes") if isinstance(spec.get("axes"), dict) else {}
     cols = an.axis_columns(df)
-    paths = list(axes_spec) + [_axis_name(c) for c in cols if _axis_name(c) not in axes_spec]
+    # a linked axis ("a, b") is shown by its paths' own columns
+    linked = {q.strip(): k for k in axes_spec if "," in k for q in k.split(",")}
+    paths = [k for k in axes_spec if "," not in k] + [_axis_name(c) for c in cols if _axis_name(c) not in axes_spec]
     if not paths:
         return ""
     rows = []
     for p in paths:
         col = f"cfg.{p}"
-        swept = _fmt(axes_spec[p]) if p in axes_spec else "–"
+        swept = _fmt(axes_spec[p]) if p in axes_spec else f"linked: {linked[p]}" if p in linked else "–"
         seen = an.sort_values(df[col].map(lambda v: _fmt(v)).tolist()) if col in df.columns else []
         rows.append(f'<tr class="axis"><td class="text"><code>{_esc(p)}</code></td><td class="text">{_esc(swept)}</td>'
                     f'<td class="text">{_esc(", ".join(seen))}</td></tr>\n')

@@ -78,6 +78,22 @@ class Axis:
     values: tuple = ()
     low: float = 0.0
     high: float = 0.0
+    linked: tuple[str, ...] = ()   # a linked axis ("a, b": [[1, 2], [3, 4]]): its paths; values are tuples
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        return self.linked or (self.path,)
+
+    def assign(self, value: Any) -> dict[str, Any]:
+        """path -> value of this axis at ``value`` (a linked axis sets each of its paths)."""
+        return dict(zip(self.linked, value)) if self.linked else {self.path: value}
+
+    def columns(self) -> list[tuple[str, str]]:
+        """(path, column kind) of each ``cfg.<path>`` column this axis fills."""
+        if not self.linked:
+            return [(self.path, self.column_kind())]
+        return [(p, Axis(p, "list", tuple(dict.fromkeys(v[i] for v in self.values))).column_kind())
+                for i, p in enumerate(self.linked)]
 
     @property
     def random_only(self) -> bool:
@@ -164,8 +180,33 @@ def grid_values(start: Any, stop: Any, num: Any, scale: str, where: str) -> tupl
     return tuple(out)
 
 
+def _linked_axis(path: str, raw: Any, where: str) -> Axis:
+    """Paths that move together: ``"a, b": [[a1, b1], [a2, b2]]`` (or ``{choice: [...]}``), e.g. a
+    memory's channel count with its capacity."""
+    paths = tuple(p.strip() for p in path.split(","))
+    if len(set(paths)) != len(paths):
+        raise LlmsimError(f"{where}: a path is repeated in a linked axis")
+    kind, rows = ("choice", raw["choice"]) if isinstance(raw, dict) and set(raw) == {"choice"} else ("list", raw)
+    if not isinstance(rows, list) or not rows:
+        raise LlmsimError(f"{where}: a linked axis ({len(paths)} paths) expects a non-empty list of "
+                          f"{len(paths)}-item lists (or {{choice: [...]}}), found {raw!r}")
+    for r in rows:
+        if not isinstance(r, list) or len(r) != len(paths):
+            raise LlmsimError(f"{where}: expected lists of {len(paths)} values (one per path), found {r!r}")
+        for v in r:
+            if isinstance(v, (list, dict)) or (isinstance(v, float) and not math.isfinite(v)):
+                raise LlmsimError(f"{where}: expected scalar values (number, bool, string, null), found {v!r}")
+    values = tuple(tuple(r) for r in rows)
+    if len(set(map(json.dumps, values))) != len(values):
+        raise LlmsimError(f"{where}: a combination is listed twice")
+    return Axis(", ".join(paths), kind, values, linked=paths)
+
+
 def parse_axis(path: Any, raw: Any, origin: str) -> Axis:
     where = f"{origin}: axes.{path}"
+    if isinstance(path, str) and "," in path and "=" not in path and all(
+            q.strip() and all(x.strip() for x in q.strip().split(".")) for q in path.split(",")):
+        return _linked_axis(path, raw, where)
     if not isinstance(path, str) or not path or "=" in path or any(not p.strip() for p in path.split(".")):
         raise LlmsimError(f"{origin}: axes: expected dotted config paths (e.g. npu.systolic.count), found {path!r}")
     if isinstance(raw, list):
@@ -414,22 +455,24 @@ def _check_axes(base: str, axes: list[Axis], origin: str) -> str:
         load_system(base)
     except LlmsimError as exc:
         raise LlmsimError(f"{origin}: base: {exc}") from None
-    firsts = {a.path: a.first() for a in axes}
+    firsts: dict[str, Any] = {}
+    for a in axes:
+        firsts.update(a.assign(a.first()))
     try:
         sysconf = load_system(base, override_strings(firsts))
     except LlmsimError as exc:
         for a in axes:
             try:
-                load_system(base, [override_string(a.path, a.first())])
+                load_system(base, override_strings(a.assign(a.first())))
             except LlmsimError as one:
                 raise LlmsimError(f"{origin}: axes.{a.path}: {one}") from None
         raise LlmsimError(f"{origin}: axes: the axes' first values together fail: {exc}") from None
     for a in axes:
         for v in a.check_values()[1:]:
             try:
-                load_system(base, override_strings({**firsts, a.path: v}))
+                load_system(base, override_strings({**firsts, **a.assign(v)}))
             except LlmsimError as exc:
-                raise LlmsimError(f"{origin}: axes.{a.path}: value {v!r}: {exc}") from None
+                raise LlmsimError(f"{origin}: axes.{a.path}: value {list(v) if a.linked else v!r}: {exc}") from None
     return sysconf.accelerator
 
 
@@ -438,9 +481,14 @@ def configurations(spec: SweepSpec) -> list[dict[str, Any]]:
     """The system configurations (axis path -> value), in a fixed order: grid mode, the cartesian
     product with the last axis varying fastest; random mode, ``samples`` distinct draws from a
     generator seeded with the spec's seed (fewer when the axes hold fewer distinct points)."""
+    def config(values) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for a, v in zip(spec.axes, values):
+            out.update(a.assign(v))
+        return out
+
     if spec.mode == "grid":
-        return [dict(zip([a.path for a in spec.axes], combo))
-                for combo in itertools.product(*(a.values for a in spec.axes))]
+        return [config(combo) for combo in itertools.product(*(a.values for a in spec.axes))]
     import numpy as np
 
     rng = np.random.default_rng(spec.seed)
@@ -449,7 +497,7 @@ def configurations(spec: SweepSpec) -> list[dict[str, Any]]:
     for _ in range(spec.samples * 50):
         if len(out) == spec.samples:
             break
-        cfg = {a.path: a.draw(rng) for a in spec.axes}
+        cfg = config([a.draw(rng) for a in spec.axes])
         key = canonical_json(cfg)
         if key not in keys:
             keys.add(key)

@@ -34,7 +34,8 @@ WL_OPTIONAL_INT = ("seq_len", "new_tokens", "layers")
 
 def columns(spec: SweepSpec) -> list[str]:
     """Row columns, in order."""
-    return (["point_id", "index", "sweep", "base"] + [f"cfg.{a.path}" for a in spec.axes] + ["workload"]
+    return (["point_id", "index", "sweep", "base"] + [f"cfg.{p}" for a in spec.axes for p, _ in a.columns()]
+            + ["workload"]
             + [f"wl.{f}" for f in WORKLOAD_FIELDS] + [f"m.{m}" for m in METRICS]
             + ["status", "error", "wall_s", "llmsim_version", "seed", "backend"])
 
@@ -46,7 +47,7 @@ def _cfg_value(kind: str, value: Any) -> Any:
 def make_row(spec: SweepSpec, point: Point, result: dict[str, Any], backend: str) -> dict[str, Any]:
     import sim
 
-    kinds = {a.path: a.column_kind() for a in spec.axes}
+    kinds = {p: kind for a in spec.axes for p, kind in a.columns()}
     row: dict[str, Any] = {"point_id": point.point_id, "index": point.index, "sweep": spec.name, "base": spec.base}
     row.update({f"cfg.{p}": _cfg_value(kinds[p], v) for p, v in point.overrides.items()})
     row["workload"] = point.label
@@ -80,8 +81,9 @@ def frame(rows: list[dict[str, Any]] | Any, spec: SweepSpec):
     for c in set(WORKLOAD_FIELDS) - set(WL_INT) - set(WL_OPTIONAL_INT):
         df[f"wl.{c}"] = df[f"wl.{c}"].astype(object).where(df[f"wl.{c}"].notna(), None)
     for a in spec.axes:
-        c, kind = f"cfg.{a.path}", a.column_kind()
-        df[c] = df[c].astype({"bool": "bool", "int": "int64", "float": "float64"}.get(kind, object))
+        for p, kind in a.columns():
+            c = f"cfg.{p}"
+            df[c] = df[c].astype({"bool": "bool", "int": "int64", "float": "float64"}.get(kind, object))
     return df.sort_values("index", kind="stable").reset_index(drop=True)
 
 
