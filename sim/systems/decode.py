@@ -138,14 +138,12 @@ def split_layer(trace: Trace) -> tuple[list[Op], Op | None, list[Op], list[Op], 
 def attention_ops(template: Op, lengths: np.ndarray) -> list[Op]:
     """One decode attention op per distinct KV length (its requests as the batch), costed by the
     tracer's formulas (``sim.trace.formulas``) from the template's heads and widths."""
+    from sim.trace.resize import attention_widths
+
     e = template.extra
     h, hkv, d, dv = int(e["heads"]), int(e["kv_heads"]), int(e["head_dim"]), int(e["v_head_dim"])
-    b0, lq = int(e["batch"]), int(e["q_len"])
-    # element widths as traced: activations from the output's dtype, the KV cache from its bytes
-    act_bits = 8 * {"fp32": 4, "fp16": 2, "bf16": 2, "fp8": 1, "int8": 1}.get(
-        template.output_dtypes[0] if template.output_dtypes else "fp16", 2)
-    cached = int(e.get("cached_tokens_read", 0))
-    kv_bits = 8 * template.bytes_kv_read / (b0 * hkv * cached * (d + dv)) if cached else act_bits
+    lq = int(e["q_len"])
+    act_bits, kv_bits = attention_widths(template)   # element widths as traced
     ops = []
     for length, count in zip(*np.unique(lengths, return_counts=True)):
         length, count = int(length), int(count)
