@@ -1,0 +1,98 @@
+"""The technique framework and the sparsity transforms (closed forms from the model's dimensions)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from sim.errors import LlmsimError
+from sim.techniques import apply_techniques, available, parse_technique
+from sim.trace.resize import gemm_role
+
+LLAMA = dict(phase="decode", batch=4, seq_len=128, layers=2, device="meta")
+H, INTER, LAYERS, HEADS, D = 4096, 11008, 2, 32, 128
+M = 4   # one new token per sequence
+
+
+def _by_role(trace, role):
+    return [o for o in trace.ops if gemm_role(o) == role]
+
+
+def _total(ops, attr):
+    return sum(getattr(o, attr) * o.repeat for o in ops)
+
+
+def test_every_issue_technique_is_registered_or_pending():
+    names = set(available())
+    assert {"act-sparsity", "prune"} <= names
+
+
+@pytest.mark.parametrize("text,needle", [
+    ("nope", "unknown technique 'nope'"), ("prune:heads", "expected key=value"),
+    ("prune:width=0.5", "unknown parameter 'width'"), ("prune:heads=half", "heads: expected float"),
+    ("prune:heads=0", "heads: expected a fraction in (0, 1]"), ("act-sparsity:frac=1", "frac: expected a fraction"),
+])
+def test_bad_technique_specs_are_one_line(text, needle):
+    with pytest.raises(LlmsimError) as e:
+        parse_technique(text)
+    assert "\n" not in str(e.value) and str(e.value).startswith("--technique") and needle in str(e.value)
+
+
+def test_spec_round_trips_and_meta_records_it(traced):
+    t = parse_technique("prune:ffn=0.5")
+    assert t.spec() == "prune:heads=0.75,ffn=0.5" and parse_technique(t.spec()) == t
+    tr = traced("llama2-7b", **LLAMA)
+    out = apply_techniques(tr, ["prune:ffn=0.5", "act-sparsity:frac=0.5"])
+    assert out.meta["techniques"] == ["prune:heads=0.75,ffn=0.5", "act-sparsity:frac=0.5"]
+    assert out.meta["tokens_per_step"] == 1.0
+
+
+def test_act_sparsity_skips_down_projection_rows(traced):
+    tr = traced("llama2-7b", **LLAMA)
+    before = [(o.flops, o.bytes) for o in tr.ops]
+    out = apply_techniques(tr, ["act-sparsity:frac=0.6"])
+    assert [(o.flops, o.bytes) for o in tr.ops] == before          # the input trace is untouched
+    kept = math.ceil(INTER * 0.4)                                      # 4404 rows of W_down read
+    down = _by_role(out, "ffn_out")
+    assert _total(down, "bytes_weight") == LAYERS * kept * H * 2
+    assert _total(down, "flops") == LAYERS * 2 * M * kept * H
+    assert all(o.extra["K"] == kept for o in down)
+    # everything else is as traced
+    for a, b in zip(tr.ops, out.ops):
+        if gemm_role(a) != "ffn_out":
+            assert (a.flops, a.bytes) == (b.flops, b.bytes)
+
+
+def test_prune_halves_heads_and_ffn_width(traced):
+    tr = traced("llama2-7b", **LLAMA)
+    out = apply_techniques(tr, ["prune:heads=0.5,ffn=0.5"])
+    kh = HEADS // 2
+    assert _total(_by_role(out, "qkv"), "bytes_weight") == LAYERS * 3 * H * kh * D * 2
+    assert _total(_by_role(out, "attn_out"), "bytes_weight") == LAYERS * kh * D * H * 2
+    assert _total(_by_role(out, "ffn_in"), "bytes_weight") == LAYERS * 2 * H * (INTER // 2) * 2
+    assert _total(_by_role(out, "ffn_out"), "bytes_weight") == LAYERS * (INTER // 2) * H * 2
+    att = [o for o in out.ops if o.op_class == "attention"]
+    assert all(o.extra["heads"] == kh and o.extra["kv_heads"] == kh for o in att)
+    # decode KV read: batch x layers x kept KV heads x cached tokens x (K + V) x 2 bytes
+    assert _total(att, "bytes_kv_read") == 4 * LAYERS * kh * 128 * 2 * D * 2
+    # the lm_head and the embedding are unchanged
+    for a, b in zip(tr.ops, out.ops):
+        if a.layer is None:
+            assert (a.flops, a.bytes) == (b.flops, b.bytes)
+
+
+def test_prune_keeps_gqa_groups(traced):
+    tr = traced("mistral-7b", **LLAMA)
+    out = apply_techniques(tr, ["prune:heads=0.5,ffn=1"])
+    att = next(o for o in out.ops if o.op_class == "attention")
+    assert (att.extra["heads"], att.extra["kv_heads"]) == (16, 4)     # 32 / 8 heads -> 16 / 4
+    k = next(o for o in out.ops if o.module.endswith("k_proj"))
+    assert k.extra["N"] == 4 * D
+
+
+def test_act_sparsity_on_a_model_without_ffn_down_is_an_error(traced):
+    tr = traced("llama2-7b", **LLAMA)
+    no_ffn = type(tr)(meta=tr.meta, ops=[o for o in tr.ops if gemm_role(o) != "ffn_out"])
+    with pytest.raises(LlmsimError, match="no FFN down projection"):
+        apply_techniques(no_ffn, ["act-sparsity"])
