@@ -63,6 +63,9 @@ def _model_options(f):
         click.option("--weight-bits-rule", "weight_bits_rules", multiple=True, metavar="GLOB=BITS",
                      help="bits per weight for the modules whose path matches GLOB (first match wins; "
                           "repeatable), e.g. 'model.layers.*.mlp.down_proj=8'"),
+        click.option("--technique", "techniques", multiple=True, metavar="NAME[:KEY=VALUE,...]",
+                     help="apply an inference technique to the trace (repeatable, in order; `llmsim techniques "
+                          "--list`), e.g. medusa:heads=4,tree=64,accept=0.6"),
         click.option("--seed", type=int, default=0, show_default=True),
         click.option("--model-set", "model_set", multiple=True, metavar="KEY.PATH=VALUE",
                      help="override a field of the model YAML (repeatable)"),
@@ -81,7 +84,12 @@ def _capture_from(kw: dict[str, Any]):
     spec = load_model_spec(kw["model"], list(kw["model_set"]) or None)
     if kw["phase"] is None:
         kw["phase"] = "decode" if "decode" in spec.phases else spec.phases[0]
-    return capture(
+    techniques = []
+    if kw.get("techniques"):
+        from sim.techniques import parse_technique
+
+        techniques = [parse_technique(t) for t in kw["techniques"]]   # errors before the trace runs
+    trace = capture(
         spec, phase=kw["phase"], batch=kw["batch"], seq_len=kw["seq_len"], new_tokens=kw["new_tokens"],
         layers=kw["layers"], tp=kw["tp"], device=kw["device"],
         dtype=TORCH_DTYPE_ALIASES.get(kw["dtype"], kw["dtype"]), weight_bits=kw["weight_bits"],
@@ -89,6 +97,11 @@ def _capture_from(kw: dict[str, Any]):
         group_meta_bits=kw["group_meta_bits"], weight_bits_rules=parse_weight_bits_rules(kw.get("weight_bits_rules", ())),
         seed=kw["seed"], overrides=list(kw["model_set"]) or None,
     )
+    if techniques:
+        from sim.techniques import apply_techniques
+
+        trace = apply_techniques(trace, techniques)
+    return trace
 
 
 def parse_weight_bits_rules(rules) -> list[tuple[str, float]]:
@@ -319,6 +332,10 @@ def _simulate_batch(sysconf, lengths_file, requests_from, sub_batch, gpu_name, a
         raise LlmsimError("--model: required (expected a zoo model name; see `llmsim models`)")
     if kw.get("phase") not in (None, "decode"):
         raise LlmsimError(f"--phase: a batch of requests runs one decode iteration, found {kw['phase']!r}")
+    if kw.get("techniques"):
+        raise LlmsimError("--technique: not yet applied to decode iterations of a batch of requests (PIM and GPU "
+                          "systems); use it with `trace`, `roofline`, or `simulate` op by op (npu-only with a uniform "
+                          "batch, bit-serial systems)")
     if lengths_file and requests_from:
         raise LlmsimError("--lengths: give either --lengths or --requests, not both")
     if lengths_file:

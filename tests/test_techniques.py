@@ -96,3 +96,21 @@ def test_act_sparsity_on_a_model_without_ffn_down_is_an_error(traced):
     no_ffn = type(tr)(meta=tr.meta, ops=[o for o in tr.ops if gemm_role(o) != "ffn_out"])
     with pytest.raises(LlmsimError, match="no FFN down projection"):
         apply_techniques(no_ffn, ["act-sparsity"])
+
+
+def test_cli_technique_flag_transforms_the_trace_and_reports_it():
+    import json
+
+    from tests.helpers import assert_one_line_error, run_cli
+
+    base = json.loads(run_cli("trace", "-m", "llama2-7b", "--layers", "1", "-b", "4", "-l", "64", "--json").stdout)
+    r = run_cli("trace", "-m", "llama2-7b", "--layers", "1", "-b", "4", "-l", "64", "--technique", "prune:heads=0.5",
+                "--technique", "act-sparsity:frac=0.5", "--json")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert d["techniques"] == ["prune:heads=0.5,ffn=0.75", "act-sparsity:frac=0.5"] and d["tokens_per_step"] == 1.0
+    assert d["flops"] < base["flops"] and d["bytes"] < base["bytes"]
+    assert_one_line_error(run_cli("roofline", "-m", "llama2-7b", "--layers", "1", "--hw", "h100",
+                                  "--technique", "prune:heads=2"), "--technique prune", "heads")
+    assert_one_line_error(run_cli("simulate", "--system", "neupims", "-m", "gpt3-7b", "--tp", "4", "--batch", "4",
+                                  "--layers", "1", "--technique", "prune"), "--technique", "decode iterations")

@@ -53,7 +53,7 @@ class BitSerialRun:
     energy_pj: dict[str, float]
     dram_bytes: float
     trace_bytes: float
-    tokens: int
+    tokens: float
     by_kind: dict[str, KindTotals] = field(default_factory=dict)
     by_phase: dict[str, float] = field(default_factory=dict)   # cycles
     meta: dict[str, Any] = field(default_factory=dict)
@@ -166,8 +166,8 @@ def run_trace(cfg, trace, task: str, engine: str = "des", system: str = "") -> B
     m = trace.meta
     if task == "prefill":
         tokens = int(m.get("batch", 1)) * int(m.get("seq_len", 0))
-    else:
-        tokens = int(m.get("batch", 1)) * int(m.get("new_tokens") or 1)
+    else:   # generated tokens; a speculative technique makes a step yield tokens_per_step of them
+        tokens = int(m.get("batch", 1)) * int(m.get("new_tokens") or 1) * float(m.get("tokens_per_step", 1.0))
     prec = m.get("precision", {})
     arr = cfg.arrays[array]
     if task == "generate":

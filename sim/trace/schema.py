@@ -148,6 +148,8 @@ class Trace:
                 for p in phases
             },
             "by_class": by_class,
+            "techniques": list(self.meta.get("techniques", [])),
+            "tokens_per_step": float(self.meta.get("tokens_per_step", 1.0)),
         }
 
 
