@@ -728,6 +728,72 @@ def report(sweep_dir, out, as_json) -> None:
                f"{res['pareto_points']} Pareto points)")
 
 
+@cli.command()
+@click.option("--model", "-m", default=None, help="zoo model name")
+@click.option("--systems", default=",".join(("gpu-only", "npu-only", "neupims", "bitmod")), show_default=True,
+              help="comma-separated system configs")
+@click.option("--batch", "batches", default="1,32,256", show_default=True, help="comma-separated batch sizes")
+@click.option("--seq-len", type=int, default=1024, show_default=True, help="tokens in the KV cache")
+@click.option("--technique", "techniques", multiple=True, metavar="NAME[:KEY=VALUE,...]",
+              help="technique to compare (repeatable; default: one setting of each)")
+@click.option("--layers", type=int, default=None, help="decoder layers simulated (default: all)")
+@click.option("--gpu", "gpu_name", default=None, help="GPU of gpu-only (default: the system's, h100)")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="folder for table.csv, table.md, heatmap.png, commentary.md")
+@click.option("--list", "list_only", is_flag=True, help="list the techniques and their parameters")
+@click.option("--json", "as_json", is_flag=True, help="print the cells as JSON")
+def techniques(model, systems, batches, seq_len, techniques, layers, gpu_name, out_dir, list_only, as_json) -> None:
+    """Every technique on every system and batch: speed-up per generated token against the plain model."""
+    from dataclasses import fields as dc_fields
+
+    from sim.techniques.base import technique_classes
+
+    if list_only:
+        rows = []
+        for name, cls in technique_classes().items():
+            params = {f.name: f.default for f in dc_fields(cls)}
+            rows.append({"name": name, "summary": cls.summary, "parameters": params})
+        if as_json:
+            _emit_json(rows)
+        else:
+            for r in rows:
+                ps = ",".join(f"{k}={v}" for k, v in r["parameters"].items())
+                click.echo(f"{r['name']:<14} {r['summary']}" + (f"  [{ps}]" if ps else ""))
+        return
+    if not model:
+        raise LlmsimError("--model: required (expected a zoo model name; see `llmsim models`)")
+    try:
+        batch_list = [int(b) for b in batches.split(",") if b.strip()]
+    except ValueError:
+        raise LlmsimError(f"--batch: expected comma-separated positive integers, found {batches!r}") from None
+    if not batch_list or min(batch_list) < 1:
+        raise LlmsimError(f"--batch: expected comma-separated positive integers, found {batches!r}")
+    if out_dir:
+        from sim.io import check_writable_dir
+
+        check_writable_dir(out_dir)
+    from sim.techniques.compare import compare, write_outputs
+
+    system_list = [s.strip() for s in systems.split(",") if s.strip()]
+    cmp = compare(model, system_list, batch_list, list(techniques) or None, seq_len=seq_len, layers=layers,
+                  gpu=gpu_name)
+    files = write_outputs(cmp, out_dir) if out_dir else {}
+    if as_json:
+        _emit_json({"model": model, "seq_len": seq_len, "cells": [vars(c) for c in cmp.cells], "files": files})
+        return
+    from sim.techniques.compare import commentary
+
+    df = cmp.table()
+    piv = df.assign(value=df.apply(lambda r: f"{r.speedup:.2f}" if r.status == "ok" else r.status, axis=1)).pivot_table(
+        index="technique", columns=["system", "batch"], values="value", aggfunc="first", sort=False)
+    click.echo(f"{model}, decode at context {seq_len}: speed-up per generated token (plain model = 1)")
+    click.echo(piv.to_string())
+    for line in commentary(cmp):
+        click.echo(line)
+    for k, v in files.items():
+        click.echo(f"wrote {v}")
+
+
 def main() -> None:
     try:
         cli.main(standalone_mode=False)

@@ -114,3 +114,27 @@ def test_cli_technique_flag_transforms_the_trace_and_reports_it():
                                   "--technique", "prune:heads=2"), "--technique prune", "heads")
     assert_one_line_error(run_cli("simulate", "--system", "neupims", "-m", "gpt3-7b", "--tp", "4", "--batch", "4",
                                   "--layers", "1", "--technique", "prune"), "--technique", "decode iterations")
+
+
+def test_techniques_command_writes_table_heatmap_and_commentary(tmp_path):
+    import json
+
+    from tests.helpers import run_cli
+
+    out = tmp_path / "cmp"
+    r = run_cli("techniques", "-m", "llama2-7b", "--systems", "npu-only,neupims,bitmod", "--batch", "1,8",
+                "--seq-len", "128", "--layers", "1", "--technique", "prune:heads=0.5,ffn=0.5",
+                "--technique", "act-sparsity", "--technique", "no-such-thing", "--out", str(out), "--json")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    cells = d["cells"]
+    assert len(cells) == 3 * 3 * 2                      # techniques x systems x batches
+    ok = [c for c in cells if c["status"] == "ok"]
+    assert {c["system"] for c in ok} == {"npu-only", "bitmod"}
+    assert all(c["speedup"] > 1 for c in ok if c["technique"].startswith("prune"))   # half the heads and FFN
+    assert all(c["status"] == "pending" for c in cells if c["system"] == "neupims")
+    assert all(c["status"] == "n/a" and "unknown technique" in c["note"] for c in cells
+               if c["technique"] == "no-such-thing")
+    for f in ("table.csv", "table.md", "heatmap.png", "commentary.md"):
+        assert (out / f).stat().st_size > 0
+    assert "prune" in (out / "commentary.md").read_text()

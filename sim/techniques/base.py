@@ -33,6 +33,12 @@ def available() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def technique_classes() -> dict[str, type["Technique"]]:
+    """name -> class of every registered technique."""
+    _load_all()
+    return dict(sorted(_REGISTRY.items()))
+
+
 @dataclass(frozen=True)
 class Technique:
     """Base class. Subclasses set ``name`` and ``summary`` and declare their parameters as fields."""
