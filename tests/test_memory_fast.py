@@ -48,8 +48,9 @@ def test_fast_agrees_with_engine_on_a_write_mix():
     assert abs(fast.cycles - eng.cycles) <= 0.02 * eng.cycles, (eng.cycles, fast.cycles)
 
 
-# UNFINISHED: one-burst visits with 30% writes come out fast (strided -2.1%, random -3.8%). Not
-# yet traced; the fast mode's known gaps that matter most with writes (long turnarounds, so more
+# UNFINISHED: one-burst visits with 30% writes come out fast (strided -2.1%, random -3.8%). Exact at
+# 0% and 100% writes; the schedules part early where the engine batches writes (docs/memory.md,
+# fast-mode section). The fast mode's known gaps that matter most with writes (long turnarounds, so more
 # rows wait open): a younger row hit does not pass an older conflict, a PRE is not held back while
 # a queued request hits the open row, and the command buses are not modelled.
 @pytest.mark.xfail(reason="fast mode 2-4% fast on one-burst write mixes (see sim/memory/fast.py)", strict=True)

@@ -43,8 +43,9 @@ PRE cell (the groups each command and bank raises are precomputed; the table onl
 raising a key is exact). The pick is then two branch-free passes over the banks that the compiler
 vectorizes: each bank's row event, ``min(hit, max(closed, A), max(conflict, P))`` with its
 parent's bounds above the groups (A: the ACT cells; P: PRE + nRP and ACT), chosen per bank by
-selects for up to 4 parents, and their minimum; then the oldest head (the smallest visit index)
-among the banks at that minimum. The choice is the same as a scan of every waiting head. A
+selects for up to 4 parents, folded with the head's visit index into one key (cycle << 24 | visit),
+so one minimum gives the earliest row event and, among ties, the oldest head (a second pass over
+the banks at that minimum only where the key does not fit: more than 2^24 visits in a channel). The choice is the same as a scan of every waiting head. A
 one-burst visit whose row opens while no other visit is active sends its column command in the
 same step, when nothing can take the column bus first:
 the other waiting heads open their rows at the pick or later (their column commands: tRCD after
@@ -86,10 +87,11 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from sim.memory.engine import _earliest, _issue, _timing_state, build_tables
+from sim.memory.engine import _earliest, build_tables
 from sim.memory.standard import DramSpec
 
 _BIG = np.int64(1) << 60
+_KCAP = np.int64(1) << 38     # row-event cycles above this (none before _BIG) are "none" in the one-pass pick
 
 
 @dataclass
@@ -159,36 +161,29 @@ def _ready_at(cmd, b, bank_nodes, level_offset, scope, ready):
 
 
 @njit(cache=True, inline="always")
-def _issue_at(cmd, b, t, n_banks, iss_ptr, iss_idx, iss_lat, win_ptr, win_idx, bank_nodes, level_offset, c_level,
-              c_next, c_lat, c_window, readyf, ready, hist, hist_pos, hist_n):
+def _issue_at(cmd, b, t, n_banks, iss_ptr, iss_idx, iss_lat, w_ptr, w_base, w_len, w_cell, w_lat, readyf, hring):
     """:func:`sim.memory.engine._issue` for a command to flat bank ``b``: the window-1 rules as a
     precomputed list of (ready-table cell, latency) for this command and bank (one entry per cell,
-    its largest latency; see :func:`_prepare`), then the window rules (tFAW ...) as the engine's."""
+    its largest latency; see :func:`_prepare`), then the window rules (tFAW ...) as a list of
+    (history ring, window, cell, latency): each ring in ``hring`` holds its position, then the last
+    ``window`` issue times, which start at ``-_BIG`` (so the rule raises nothing before the window
+    has filled, as the engine's count of issues does)."""
     U = np.uint64
-    key = cmd * n_banks + b
-    for j in range(iss_ptr[U(key)], iss_ptr[U(key + 1)]):
+    key = U(cmd * n_banks + b)
+    for j in range(iss_ptr[key], iss_ptr[key + U(1)]):
         f = U(iss_idx[U(j)])
         readyf[f] = max(readyf[f], t + iss_lat[U(j)])
-    for j in range(win_ptr[U(cmd)], win_ptr[U(cmd + 1)]):
-        k = U(win_idx[U(j)])
-        lv = c_level[k]
-        nd = bank_nodes[U(b), U(lv)]
-        node = U(nd)
-        w = c_window[k]
-        pos = hist_pos[k, node]
-        hist[k, node, U(pos)] = t
-        np_ = pos + 1 if pos + 1 < w else 0
-        hist_pos[k, node] = np_
-        hn = hist_n[k, node]
-        if hn < w:
-            hn += 1
-            hist_n[k, node] = hn
-        if hn == w:
-            v = hist[k, node, U(np_)] + c_lat[k]
-            row = U(level_offset[U(lv)] + nd)
-            cn = U(c_next[k])
-            if v > ready[row, cn]:
-                ready[row, cn] = v
+    for j in range(w_ptr[key], w_ptr[key + U(1)]):
+        uj = U(j)
+        hb = U(w_base[uj])
+        pos = hring[hb]
+        hring[hb + U(1) + U(pos)] = t
+        pos += 1
+        if pos == w_len[uj]:
+            pos = 0
+        hring[hb] = pos
+        f = U(w_cell[uj])
+        readyf[f] = max(readyf[f], hring[hb + U(1) + U(pos)] + w_lat[uj])
 
 
 @njit(cache=True, inline="always")
@@ -219,7 +214,7 @@ def _drop_active(v, act_list, n_act):
 @njit(cache=True)
 def _run_fast(arrive, is_write, v_first, v_bank, v_row, v_writes, vnum, order, bounds, counts, level_offset, c_level, c_next, c_lat, c_window,
               c_sibling, by_prev_ptr, by_prev_idx, scope, roles, ref_level, timing, bank_nodes, common,
-              cross, iss_ptr, iss_idx, iss_lat, win_ptr, win_idx, tg_ptr, tg_idx, n_rp, n_rfcpb, n_rcd, queue_depth, closed_page,
+              cross, iss_ptr, iss_idx, iss_lat, w_ptr, w_base, w_len, w_cell, w_lat, hring0, tg_ptr, tg_idx, n_rp, n_rfcpb, n_rcd, queue_depth, closed_page,
               refresh_mode, has_writes, done):
     """All channels, one after the other. Returns (last data end, row visits)."""
     act, pre, prea, rd, wr, rda, wra, refab, refpb = (roles[0], roles[1], roles[2], roles[3], roles[4], roles[5],
@@ -236,7 +231,8 @@ def _run_fast(arrive, is_write, v_first, v_bank, v_row, v_writes, vnum, order, b
     Q = queue_depth
     a0 = arrive[0]
     same_arrival = arrive[arrive.shape[0] - 1] == a0   # sorted: every request arrives at a0 (not read again)
-    ready, hist, hist_pos, hist_n = _timing_state(level_offset, n_cmds, c_level.shape[0])
+    ready = np.zeros((level_offset[B + 1], n_cmds), np.int64)
+    hring = hring0.copy()                       # the window rules' issue histories (see _issue_at)
     readyf = ready.reshape(ready.size)          # the same table, flat (cell = row * commands + command)
     open_row = np.full(n_banks, -1, np.int64)
     bank_act = np.full(n_banks, -1, np.int64)   # the active visit on each bank
@@ -256,7 +252,6 @@ def _run_fast(arrive, is_write, v_first, v_bank, v_row, v_writes, vnum, order, b
             par_row[p_, lv] = level_offset[lv] + bank_nodes[p_ * gpp * bpg, lv]
     kc = np.full(n_banks, -1, np.int8)
     kd = np.zeros(n_banks, np.int8)
-    cnt = np.zeros(3, np.int64)                 # waiting heads: row hits, others with reads, with writes
     pend = np.empty(n_banks, np.int64)          # banks whose key is to be brought up to date
     inpend = np.zeros(n_banks, np.bool_)
     # per bank, its waiting head's row event below the parent's bound, one array per class (_BIG: not of
@@ -292,6 +287,7 @@ def _run_fast(arrive, is_write, v_first, v_bank, v_row, v_writes, vnum, order, b
     for ch in range(n_ch):
         if bounds[ch + 1] - bounds[ch] > n_max:
             n_max = bounds[ch + 1] - bounds[ch]
+    small_v = n_max < (1 << 24)                 # visit indices fit the pick's one-pass key
     # per channel, reused: visits and requests in the channel's arrival order
     vstart = np.empty(n_max + 1, np.int64)
     vleft = np.empty(n_max, np.int64)
@@ -310,14 +306,15 @@ def _run_fast(arrive, is_write, v_first, v_bank, v_row, v_writes, vnum, order, b
             continue
         # ---- reset per-channel state
         ready[:, :] = 0
-        hist_pos[:, :] = 0
-        hist_n[:, :] = 0
+        hring[:] = hring0
         open_row[:] = -1
         bank_act[:] = -1
         head[:] = -1
         last_v[:] = -1
         kc[:] = -1
-        cnt[:] = 0
+        c0 = 0            # waiting heads: row hits, others with reads, with writes
+        c1 = 0
+        c2 = 0
         inpend[:] = False
         n_pend = 0
         kh[:] = _BIG
@@ -392,60 +389,44 @@ def _run_fast(arrive, is_write, v_first, v_bank, v_row, v_writes, vnum, order, b
                 # admission, the bank's ACT / PRE ready cells; the shared cells are read below), class
                 # (-1 not waiting, 0 row hit, 1 row closed, 2 row conflict), directions and class keys
                 for q in range(n_pend):
-                    b = pend[q]
-                    ub = U(b)
+                    # branch-free (the classes of random traffic's heads mispredict): every cell is
+                    # read, the class keys and counts chosen by selects
+                    ub = U(pend[q])
                     inpend[ub] = False
                     oc = kc[ub]
-                    if oc == 0:
-                        cnt[0] -= 1
-                    elif oc > 0:
-                        if kd[ub] & 1:
-                            cnt[1] -= 1
-                        if kd[ub] & 2:
-                            cnt[2] -= 1
+                    od = kd[ub]
+                    c0 -= 1 if oc == 0 else 0
+                    c1 -= 1 if oc > 0 and (od & 1) != 0 else 0
+                    c2 -= 1 if oc > 0 and (od & 2) != 0 else 0
                     v = head[ub]
+                    valid = (v != -1) & (bank_act[ub] == -1)
+                    uv = U(v if valid else 0)
                     g = U(grp_row0 + b_grp[ub])
-                    if v == -1 or bank_act[ub] != -1:
-                        kc[ub] = -1
-                        kh[ub] = _BIG
-                        kx1[ub] = _BIG
-                        kx2[ub] = _BIG
-                    else:
-                        uv = U(v)
-                        hv[ub] = v
-                        first = vstart[uv]
-                        adm = a0 if same_arrival else arrive[U(ordc[U(first)])]
-                        if first >= Q:
-                            adm = max(adm, served_t[U(first - Q)] + 1)
-                        rb = U(bank_row0 + b)
-                        orow = open_row[ub]
-                        if orow == vrow[uv]:
-                            kh[ub] = adm
-                            kx1[ub] = _BIG
-                            kx2[ub] = _BIG
-                            kc[ub] = 0
-                            cnt[0] += 1
-                        else:
-                            kh[ub] = _BIG
-                            if orow == -1:
-                                k = max(ready[rb, uact], adm)
-                                kx1[ub] = max(k, ready[g, uact])
-                                kx2[ub] = _BIG
-                                kc[ub] = 1
-                            else:
-                                k = max(max(ready[rb, upre], adm) + n_rp, ready[rb, uact])
-                                kx1[ub] = _BIG
-                                kx2[ub] = max(k, max(ready[g, upre] + n_rp, ready[g, uact]))
-                                kc[ub] = 2
-                            d = 0
-                            nw = vwrites[uv]
-                            if nw != vstart[uv + U(1)] - first:
-                                d |= 1
-                                cnt[1] += 1
-                            if nw != 0:
-                                d |= 2
-                                cnt[2] += 1
-                            kd[ub] = d
+                    first = vstart[uv]
+                    adm = a0 if same_arrival else arrive[U(ordc[U(first)])]
+                    qi = first - Q
+                    tq = served_t[U(qi)] + 1 if qi >= 0 else np.int64(0)
+                    adm = max(adm, tq)
+                    rb = U(bank_row0 + pend[q])
+                    orow = open_row[ub]
+                    hit = orow == vrow[uv]
+                    closed = orow == -1
+                    ra = ready[rb, uact]
+                    k1 = max(max(ra, adm), ready[g, uact])
+                    k2 = max(max(max(ready[rb, upre], adm) + n_rp, ra), max(ready[g, upre] + n_rp, ready[g, uact]))
+                    kh[ub] = adm if valid and hit else _BIG
+                    kx1[ub] = k1 if valid and not hit and closed else _BIG
+                    kx2[ub] = k2 if valid and not hit and not closed else _BIG
+                    hv[ub] = v if valid else 0
+                    kc[ub] = np.int8(-1 if not valid else (0 if hit else (1 if closed else 2)))
+                    nw = vwrites[uv]
+                    d1 = 1 if nw != vstart[uv + U(1)] - first else 0
+                    d2 = 2 if nw != 0 else 0
+                    kd[ub] = np.int8(d1 | d2)
+                    x = valid and not hit
+                    c0 += 1 if valid and hit else 0
+                    c1 += d1 if x else 0
+                    c2 += d2 >> 1 if x else 0
                 n_pend = 0
                 # the earliest row event: per parent, its ACT / PRE bounds above the groups, then each
                 # bank's class key raised by its parent's (min / max and selects only: vectorized, one
@@ -460,7 +441,27 @@ def _run_fast(arrive, is_write, v_first, v_bank, v_row, v_writes, vnum, order, b
                     p_a[p_] = ua
                     p_p[p_] = max(up + n_rp, ua)
                 re = _BIG
-                if n_par <= 4:
+                rv = -1
+                if n_par <= 4 and small_v:
+                    # one pass: each bank's row event and its head's age in one key (cycle << 24 | visit),
+                    # so the smallest key is the earliest row event and, among ties, the oldest head
+                    u0, u1, u2, u3 = p_a[0], p_a[1], p_a[2], p_a[3]
+                    q0, q1, q2, q3 = p_p[0], p_p[1], p_p[2], p_p[3]
+                    kmin = _KCAP << 24
+                    emin = _BIG
+                    for bb in range(n_banks):
+                        ua = u0 if bb < bpp else (u1 if bb < bpp2 else (u2 if bb < bpp3 else u3))
+                        up = q0 if bb < bpp else (q1 if bb < bpp2 else (q2 if bb < bpp3 else q3))
+                        e = min(kh[bb], min(max(kx1[bb], ua), max(kx2[bb], up)))
+                        ke[bb] = e
+                        emin = min(emin, e)
+                        kmin = min(kmin, (min(e, _KCAP) << 24) | hv[bb])
+                    if kmin < _KCAP << 24:
+                        re = kmin >> 24
+                        rv = kmin & 0xFFFFFF
+                    else:      # no row event, or only at cycles past _KCAP: the ties below (never in practice)
+                        re = emin
+                elif n_par <= 4:
                     u0, u1, u2, u3 = p_a[0], p_a[1], p_a[2], p_a[3]
                     q0, q1, q2, q3 = p_p[0], p_p[1], p_p[2], p_p[3]
                     for bb in range(n_banks):
@@ -477,14 +478,14 @@ def _run_fast(arrive, is_write, v_first, v_bank, v_row, v_writes, vnum, order, b
                             e = min(kh[bb], min(max(kx1[bb], ua), max(kx2[bb], up)))
                             ke[bb] = e
                             re = min(re, e)
-                rv = -1
                 rcol = _BIG
                 if re < _BIG:
-                    # ties: the oldest head (the smallest visit index)
-                    best = _BIG
-                    for bb in range(n_banks):
-                        best = min(best, hv[bb] if ke[bb] == re else _BIG)
-                    rv = best
+                    if rv == -1:
+                        # ties: the oldest head (the smallest visit index)
+                        best = _BIG
+                        for bb in range(n_banks):
+                            best = min(best, hv[bb] if ke[bb] == re else _BIG)
+                        rv = best
                     b = vbank[rv]
                     rp = np.int64(-1)
                     if kc[b] == 0:
@@ -563,12 +564,12 @@ def _run_fast(arrive, is_write, v_first, v_bank, v_row, v_writes, vnum, order, b
                             n_pend += 1
                     if any_open:
                         e = max(tr, _earliest(prea, tmp, counts, level_offset, scope, ready))
-                        _issue(prea, tmp, e, counts, level_offset, by_prev_ptr, by_prev_idx, c_level, c_next,
-                               c_lat, c_window, c_sibling, ready, hist, hist_pos, hist_n)
+                        _issue_at(prea, first_bank, e, n_banks, iss_ptr, iss_idx, iss_lat, w_ptr, w_base, w_len,
+                                  w_cell, w_lat, readyf, hring)
                         tr = e + 1
                     e = max(tr, _earliest(refab, tmp, counts, level_offset, scope, ready))
-                    _issue(refab, tmp, e, counts, level_offset, by_prev_ptr, by_prev_idx, c_level, c_next,
-                           c_lat, c_window, c_sibling, ready, hist, hist_pos, hist_n)
+                    _issue_at(refab, first_bank, e, n_banks, iss_ptr, iss_idx, iss_lat, w_ptr, w_base, w_len,
+                              w_cell, w_lat, readyf, hring)
                     next_ref[rn] += n_refi
                 else:
                     bb = first_bank + ref_bank[rn]
@@ -583,8 +584,8 @@ def _run_fast(arrive, is_write, v_first, v_bank, v_row, v_writes, vnum, order, b
                         bank_act[bb] = -1
                     if open_row[bb] != -1:
                         e = max(tr, _earliest(pre, bank_xy, counts, level_offset, scope, ready))
-                        _issue(pre, bank_xy, e, counts, level_offset, by_prev_ptr, by_prev_idx, c_level, c_next,
-                               c_lat, c_window, c_sibling, ready, hist, hist_pos, hist_n)
+                        _issue_at(pre, bb, e, n_banks, iss_ptr, iss_idx, iss_lat, w_ptr, w_base, w_len, w_cell, w_lat,
+                                  readyf, hring)
                         open_row[bb] = -1
                         tr = e + 1
                     # charged to its own bank only: the engine slots REFpb into gaps between the
@@ -611,8 +612,8 @@ def _run_fast(arrive, is_write, v_first, v_bank, v_row, v_writes, vnum, order, b
                 b = vbank[v]
                 if open_row[b] != vrow[v]:
                     if open_row[b] != -1:
-                        _issue_at(pre, b, rp, n_banks, iss_ptr, iss_idx, iss_lat, win_ptr, win_idx, bank_nodes,
-                                  level_offset, c_level, c_next, c_lat, c_window, readyf, ready, hist, hist_pos, hist_n)
+                        _issue_at(pre, b, rp, n_banks, iss_ptr, iss_idx, iss_lat, w_ptr, w_base, w_len,
+                  w_cell, w_lat, readyf, hring)
                         kt = pre * n_banks + b  # the groups whose ACT / PRE cells it raised: their banks' keys
                         for j in range(tg_ptr[U(kt)], tg_ptr[U(kt + 1)]):
                             g = tg_idx[U(j)]
@@ -623,8 +624,8 @@ def _run_fast(arrive, is_write, v_first, v_bank, v_row, v_writes, vnum, order, b
                                 ub = U(bb)
                                 kx1[ub] = max(kx1[ub], ga)
                                 kx2[ub] = max(kx2[ub], gp)
-                    _issue_at(act, b, re, n_banks, iss_ptr, iss_idx, iss_lat, win_ptr, win_idx, bank_nodes,
-                              level_offset, c_level, c_next, c_lat, c_window, readyf, ready, hist, hist_pos, hist_n)
+                    _issue_at(act, b, re, n_banks, iss_ptr, iss_idx, iss_lat, w_ptr, w_base, w_len,
+                  w_cell, w_lat, readyf, hring)
                     kt = act * n_banks + b  # the groups whose ACT / PRE cells it raised: their banks' keys
                     for j in range(tg_ptr[U(kt)], tg_ptr[U(kt + 1)]):
                         g = tg_idx[U(j)]
@@ -676,9 +677,9 @@ def _run_fast(arrive, is_write, v_first, v_bank, v_row, v_writes, vnum, order, b
                             lw = uw
                     # the waiting heads but this one (its bank's key is not yet brought up to date)
                     oc = kc[b]
-                    n_hit = cnt[0] - (1 if oc == 0 else 0)
-                    n_r = cnt[1] - (1 if oc > 0 and kd[b] & 1 else 0)
-                    n_w = cnt[2] - (1 if oc > 0 and kd[b] & 2 else 0)
+                    n_hit = c0 - (1 if oc == 0 else 0)
+                    n_r = c1 - (1 if oc > 0 and kd[b] & 1 else 0)
+                    n_w = c2 - (1 if oc > 0 and kd[b] & 2 else 0)
                     lb = _BIG
                     if n_r > 0:
                         lb = max(re + rcd_rd, lr)
@@ -712,8 +713,8 @@ def _run_fast(arrive, is_write, v_first, v_bank, v_row, v_writes, vnum, order, b
                         issue_cmd = cmd
                         if closed_page:
                             issue_cmd = wra if w else rda
-                        _issue_at(issue_cmd, b, c, n_banks, iss_ptr, iss_idx, iss_lat, win_ptr, win_idx, bank_nodes,
-                                  level_offset, c_level, c_next, c_lat, c_window, readyf, ready, hist, hist_pos, hist_n)
+                        _issue_at(issue_cmd, b, c, n_banks, iss_ptr, iss_idx, iss_lat, w_ptr, w_base, w_len,
+                  w_cell, w_lat, readyf, hring)
                         kt = issue_cmd * n_banks + b  # the groups whose ACT / PRE cells it raised: their banks' keys
                         for j in range(tg_ptr[U(kt)], tg_ptr[U(kt + 1)]):
                             g = tg_idx[U(j)]
@@ -873,8 +874,8 @@ def _run_fast(arrive, is_write, v_first, v_bank, v_row, v_writes, vnum, order, b
             issue_cmd = cmd
             if closed_page and finished:
                 issue_cmd = wra if w else rda
-            _issue_at(issue_cmd, b, c, n_banks, iss_ptr, iss_idx, iss_lat, win_ptr, win_idx, bank_nodes, level_offset,
-                      c_level, c_next, c_lat, c_window, readyf, ready, hist, hist_pos, hist_n)
+            _issue_at(issue_cmd, b, c, n_banks, iss_ptr, iss_idx, iss_lat, w_ptr, w_base, w_len,
+                      w_cell, w_lat, readyf, hring)
             kt = issue_cmd * n_banks + b  # the groups whose ACT / PRE cells it raised: their banks' keys
             for j in range(tg_ptr[U(kt)], tg_ptr[U(kt + 1)]):
                 g = tg_idx[U(j)]
@@ -967,6 +968,26 @@ def _prepare(spec: DramSpec):
         ks = tab.by_prev_idx[tab.by_prev_ptr[cmd]:tab.by_prev_ptr[cmd + 1]]
         win_idx += [int(k) for k in ks if tab.c_window[k] > 1]
         win_ptr[cmd + 1] = len(win_idx)
+    # the window rules per command and bank: a history ring per (rule, node) in one flat array (its
+    # position, then the last `window` issue times, from -_BIG), the ring, window, cell and latency
+    ring_of: dict[tuple[int, int], int] = {}
+    hring0: list[int] = []
+    w_ptr = np.zeros(n_cmds * n_banks + 1, np.int64)
+    w_rows: list[tuple[int, int, int, int]] = []
+    for cmd in range(n_cmds):
+        for b in range(n_banks):
+            for k in win_idx[win_ptr[cmd]:win_ptr[cmd + 1]]:
+                lv = int(tab.c_level[k])
+                node = int(bank_nodes[b, lv])
+                w = int(tab.c_window[k])
+                if (k, node) not in ring_of:
+                    ring_of[(k, node)] = len(hring0)
+                    hring0 += [0] + [-int(_BIG)] * w
+                cell = (int(tab.level_offset[lv]) + node) * n_cmds + int(tab.c_next[k])
+                w_rows.append((ring_of[(k, node)], w, cell, int(tab.c_lat[k])))
+            w_ptr[cmd * n_banks + b + 1] = len(w_rows)
+    wa = np.array(w_rows, np.int64).reshape(-1, 4)
+    windows = (w_ptr, wa[:, 0].copy(), wa[:, 1].copy(), wa[:, 2].copy(), wa[:, 3].copy(), np.array(hring0 + [0], np.int64))
     issue = (iss_ptr, np.array(iss_idx, np.int64), np.array(iss_lat, np.int64), win_ptr, np.array(win_idx, np.int64))
     # the bank groups whose ACT / PRE cells issuing each command to each bank raises (window-1 rules
     # and window rules at the bank-group level), for the pick's per-bank keys (see _run_fast)
@@ -988,6 +1009,7 @@ def _prepare(spec: DramSpec):
             tg_idx += sorted(groups)
             tg_ptr[key + 1] = len(tg_idx)
     touched = (tg_ptr, np.array(tg_idx, np.int64))
+    issue = issue[:3] + windows
     return tab, bank_nodes, common, cross, issue, touched, int(spec.t("nRP")), int(spec.t("nRFCpb")), int(n_rcd)
 
 
@@ -1021,10 +1043,10 @@ def _issue_lists(spec: DramSpec, issue, n_cmds: int, roles, refresh_mode: int, h
     hit = _REDUCED.get(key)
     if hit is not None and hit[0]() is spec:
         return hit[1]
-    iss_ptr, iss_idx, iss_lat, win_ptr, win_idx = issue
+    iss_ptr, iss_idx, iss_lat = issue[:3]
     m = keep[iss_idx % n_cmds]
     ptr = np.concatenate([[0], np.cumsum(m)])[iss_ptr].astype(np.int64)
-    reduced = (ptr, iss_idx[m].copy(), iss_lat[m].copy(), win_ptr, win_idx)
+    reduced = (ptr, iss_idx[m].copy(), iss_lat[m].copy()) + tuple(issue[3:])
     _REDUCED[key] = (weakref.ref(spec, lambda _, k=key: _REDUCED.pop(k, None)), reduced)
     return reduced
 
