@@ -85,6 +85,10 @@ class GpuConfig(Strict):
     kernel_overhead_us: float = Field(0.0, ge=0.0, description="fixed time added to every kernel")
     measured: MeasuredCeilings | None = None
     model: GpuModelParams | None = Field(None, description="fitted constants of the GPU device model (sim/gpu)")
+    sparse_24_speedup: PositiveFloat | None = Field(
+        None, description="2:4 semi-structured sparse tensor throughput over the dense matrix peak "
+                          "(datasheet 'with sparsity' figures / dense); absent: no sparse path"
+    )
 
     def ceilings(self, measured: bool = True) -> Ceilings:
         mm = {k: v * 1e12 for k, v in self.compute.matmul_tflops.items()}
@@ -114,6 +118,7 @@ class GpuConfig(Strict):
             kernel_overhead_s=self.kernel_overhead_us * 1e-6,
             link_bw=self.interconnect_bw_gbps * 1e9 if self.interconnect_bw_gbps else None,
             levels=levels,
+            sparse_24_speedup=self.sparse_24_speedup,
             notes=tuple(notes),
         )
 

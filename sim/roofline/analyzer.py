@@ -51,7 +51,11 @@ def stationary_bits(trace: Trace, op: Op) -> float | None:
 def op_row(op: Op, c: Ceilings, weight_bits: float | None = None) -> dict[str, Any]:
     """The roofline numbers of one op (one instance; multiply by ``repeat`` for totals)."""
     matrix = op.op_class in MATRIX_CLASSES
-    peak = c.matmul_peak(op.compute_dtype, weight_bits) if matrix else c.vector_peak(op.compute_dtype)
+    sparse = bool(matrix and op.extra and op.extra.get("sparse24"))
+    if sparse:   # 2:4 semi-structured weights (technique sparse24): the sparse tensor path, if any
+        peak = c.sparse_matmul_peak(op.compute_dtype, weight_bits)
+    else:
+        peak = c.matmul_peak(op.compute_dtype, weight_bits) if matrix else c.vector_peak(op.compute_dtype)
     nbytes = op.bytes
     compute_t = op.flops / peak if op.flops else 0.0
     memory_t = nbytes / c.mem_bw

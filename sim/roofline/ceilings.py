@@ -49,6 +49,10 @@ class Ceilings:
     levels: tuple[MemoryLevel, ...] = ()
     # Bit-serial devices: matmul peak divided by cycles-per-weight for a given weight width.
     bitserial_bits_per_cycle: int | None = None
+    # 2:4 semi-structured sparsity: matrix throughput of the sparse tensor path over the dense peak
+    # (NVIDIA A100 / H100 / H200: 2x), for the dtypes it supports; None: no sparse path, a 2:4 op
+    # runs at the dense peak.
+    sparse_24_speedup: float | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     @staticmethod
@@ -70,6 +74,15 @@ class Ceilings:
         if self.bitserial_bits_per_cycle and weight_bits:
             cycles_per_weight = max(1, math.ceil(math.floor(weight_bits) / self.bitserial_bits_per_cycle))
             peak = peak / cycles_per_weight
+        return peak
+
+    def sparse_matmul_peak(self, dtype: str, weight_bits: float | None = None) -> float:
+        """Peak FLOP/s of a 2:4-sparse matrix op in useful (dense-equivalent) FLOPs: the dense peak
+        times ``sparse_24_speedup`` on the tensor-core dtypes (not fp64 / fp32, which run on CUDA
+        cores); the dense peak on a device without a sparse path."""
+        peak = self.matmul_peak(dtype, weight_bits)
+        if self.sparse_24_speedup and dtype not in ("fp64", "fp32"):
+            peak *= self.sparse_24_speedup
         return peak
 
     def vector_peak(self, dtype: str) -> float:
