@@ -332,10 +332,11 @@ def _simulate_batch(sysconf, lengths_file, requests_from, sub_batch, gpu_name, a
         raise LlmsimError("--model: required (expected a zoo model name; see `llmsim models`)")
     if kw.get("phase") not in (None, "decode"):
         raise LlmsimError(f"--phase: a batch of requests runs one decode iteration, found {kw['phase']!r}")
-    if kw.get("techniques"):
-        raise LlmsimError("--technique: not yet applied to decode iterations of a batch of requests (PIM and GPU "
-                          "systems); use it with `trace`, `roofline`, or `simulate` op by op (npu-only with a uniform "
-                          "batch, bit-serial systems)")
+    techniques = tuple(kw.get("techniques") or ())
+    if techniques:
+        from sim.techniques import parse_technique
+
+        techniques = tuple(parse_technique(t) for t in techniques)   # one-line errors before any work
     if lengths_file and requests_from:
         raise LlmsimError("--lengths: give either --lengths or --requests, not both")
     if lengths_file:
@@ -348,12 +349,13 @@ def _simulate_batch(sysconf, lengths_file, requests_from, sub_batch, gpu_name, a
         from sim.gpu.iteration import gpu_decode_iteration
 
         res = gpu_decode_iteration(sysconf, gpu_name or sysconf.gpu, kw["model"], batch, tp=kw["tp"],
-                                   layers=kw["layers"])
+                                   layers=kw["layers"], techniques=techniques)
     else:
         from sim.systems.decode import decode_iteration
 
         sb = None if sub_batch is None else sub_batch == "on"
-        res = decode_iteration(sysconf, kw["model"], batch, tp=kw["tp"], layers=kw["layers"], sub_batch=sb)
+        res = decode_iteration(sysconf, kw["model"], batch, tp=kw["tp"], layers=kw["layers"], sub_batch=sb,
+                               techniques=techniques)
     out = res.to_json()
     if timeline:
         res.write_timeline(timeline)

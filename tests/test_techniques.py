@@ -130,11 +130,37 @@ def test_techniques_command_writes_table_heatmap_and_commentary(tmp_path):
     cells = d["cells"]
     assert len(cells) == 3 * 3 * 2                      # techniques x systems x batches
     ok = [c for c in cells if c["status"] == "ok"]
-    assert {c["system"] for c in ok} == {"npu-only", "bitmod"}
+    assert {c["system"] for c in ok} == {"npu-only", "neupims", "bitmod"}
     assert all(c["speedup"] > 1 for c in ok if c["technique"].startswith("prune"))   # half the heads and FFN
-    assert all(c["status"] == "pending" for c in cells if c["system"] == "neupims")
     assert all(c["status"] == "n/a" and "unknown technique" in c["note"] for c in cells
-               if c["technique"] == "no-such-thing" and c["system"] != "neupims")
+               if c["technique"] == "no-such-thing")
     for f in ("table.csv", "table.md", "heatmap.png", "commentary.md"):
         assert (out / f).stat().st_size > 0
     assert "prune" in (out / "commentary.md").read_text()
+
+
+def test_techniques_in_decode_iterations_on_pim_systems():
+    from sim.systems.config import load_system
+    from sim.systems.decode import decode_iteration
+    from sim.systems.requests import uniform_batch
+
+    sys_ = load_system("neupims")
+    batch = uniform_batch(8, 2048)
+    run = lambda *t: decode_iteration(sys_, "llama2-7b", batch, layers=1, sub_batch=False, techniques=t)  # noqa: E731
+    base = run()
+    # InfLLM: every request's PIM attention covers the budget, not its 2048 tokens
+    inf = run("infllm:budget=1024")
+    assert inf.meta["per_layer"]["mha_pim"] < 0.6 * base.meta["per_layer"]["mha_pim"]
+    # Hydragen: the shared prefix leaves PIM (per-request suffixes), the layer count stays one
+    hyd = run("hydragen:prefix=1024")
+    assert hyd.layers == base.layers == 1
+    assert hyd.meta["per_layer"]["mha_pim"] < 0.6 * base.meta["per_layer"]["mha_pim"]
+    # pruning half the heads halves the PIM attention work
+    pr = run("prune:heads=0.5,ffn=1")
+    assert pr.meta["per_layer"]["mha_pim"] == pytest.approx(base.meta["per_layer"]["mha_pim"] / 2, rel=0.05)
+    # Medusa: throughput counts the expected tokens per step
+    med = run("medusa:heads=4,tree=8,accept=0.6")
+    assert med.tokens_per_step == pytest.approx((1 - 0.6 ** 5) / 0.4)
+    assert med.tokens_per_s == pytest.approx(8 * med.tokens_per_step / med.time_s)
+    with pytest.raises(LlmsimError, match="swift"):
+        run("swift")

@@ -52,6 +52,7 @@ class Stages:
     mha_softmax: float = 0.0    # NPU softmax part of PIM MHA
     layer_pj: dict[str, float] = field(default_factory=dict)   # energy of one layer by part, pJ
     once_pj: dict[str, float] = field(default_factory=dict)    # energy of the ops outside the layers, pJ
+    tokens_per_step: float = 1.0  # tokens a step yields per sequence (speculative techniques: more)
 
 
 @dataclass
@@ -89,8 +90,13 @@ class IterationResult:
         return int(round(self.time_s * self.freq_hz))
 
     @property
+    def tokens_per_step(self) -> float:
+        """Tokens a step yields per sequence (1; more with a speculative technique)."""
+        return float(self.meta.get("tokens_per_step", 1.0))
+
+    @property
     def tokens_per_s(self) -> float:
-        return self.batch / self.time_s if self.time_s else 0.0
+        return self.batch * self.tokens_per_step / self.time_s if self.time_s else 0.0
 
     def to_json(self) -> dict[str, Any]:
         return {"system": self.system, "model": self.model, "batch": self.batch, "layers": self.layers,
@@ -98,7 +104,8 @@ class IterationResult:
                 "sub_batch": self.sub_batch, "stages": self.stages, "utilization": self.utilization,
                 "energy_j": self.energy_pj.get("total", 0.0) * 1e-12,
                 "energy_by_part_j": {k: v * 1e-12 for k, v in self.energy_pj.items() if k != "total"},
-                "energy_per_token_j": self.energy_pj.get("total", 0.0) * 1e-12 / self.batch if self.batch else 0.0,
+                "energy_per_token_j": (self.energy_pj.get("total", 0.0) * 1e-12 / (self.batch * self.tokens_per_step)
+                                       if self.batch else 0.0),
                 "meta": self.meta}
 
 
@@ -123,7 +130,8 @@ def split_layer(trace: Trace) -> tuple[list[Op], Op | None, list[Op], list[Op], 
     first_layer = layer_ops[0].layer
     one = [op for op in layer_ops if op.layer == first_layer]
     # layers: the repeats of the attention records (identical layers are one record each)
-    count = sum(op.repeat for op in layer_ops if op.op_class == "attention") or one[0].repeat
+    count = sum(op.repeat for op in layer_ops
+                if op.op_class == "attention" and not is_shared_attention(op)) or one[0].repeat
     att = [i for i, op in enumerate(one) if op.op_class == "attention"]
     idx = [i for i, op in enumerate(trace.ops) if op.layer is not None]
     head = list(trace.ops[: idx[0]])
@@ -131,8 +139,33 @@ def split_layer(trace: Trace) -> tuple[list[Op], Op | None, list[Op], list[Op], 
     once = [dataclasses.replace(op, repeat=1) for op in one]
     if not att:
         return once, None, [], head, tail, count
-    a = att[0]
+    # the per-sequence attention (a technique may add batched ones: Hydragen's shared prefix, which
+    # stays with the NPU's ops)
+    a = next((i for i in att if not is_shared_attention(one[i])), att[0])
     return once[:a], once[a], once[a + 1:], head, tail, count
+
+
+def is_shared_attention(op: Op) -> bool:
+    """An attention op over keys shared by the batch (Hydragen's prefix), not per sequence."""
+    return op.op_class == "attention" and str(op.extra.get("hydragen", "")).startswith("prefix")
+
+
+def technique_lengths(att: Op, lengths: np.ndarray) -> np.ndarray:
+    """Each request's keys as the (technique-transformed) attention op sees them: an InfLLM
+    budget caps them; Hydragen's suffix attention leaves out the shared prefix."""
+    out = np.asarray(lengths, np.int64)
+    e = att.extra
+    if e.get("infllm") == "attention":
+        out = np.minimum(out, int(e["kv_len"]))
+    if e.get("hydragen") == "suffix":
+        p = int(e["prefix"])
+        if int(out.min()) <= p:
+            from sim.errors import LlmsimError
+
+            raise LlmsimError(f"--technique hydragen: prefix={p}: a request of the batch has only {int(out.min())} "
+                              "tokens (expected more than the shared prefix)")
+        out = out - p
+    return out
 
 
 def attention_ops(template: Op, lengths: np.ndarray) -> list[Op]:
@@ -214,10 +247,12 @@ def pim_mha_seconds(system: SystemConfig, template: Op, lengths: np.ndarray, cha
     hkv, d, g = int(e["kv_heads"]), int(e["head_dim"]), int(e["heads"]) // int(e["kv_heads"])
     if len(lengths) == 0:
         return (0.0, 0.0, 0.0, 0.0) if with_energy else (0.0, 0.0, 0.0)
-    res = run_attention_batch(memory, lengths.tolist(), channels.tolist(), d, hkv * g)
+    # a step over several new tokens per sequence (speculative verification) runs one GEMV per query
+    res = run_attention_batch(memory, lengths.tolist(), channels.tolist(), d, hkv * g * int(e.get("q_len", 1)))
     mem_hz = memory.freq_hz
     npu_hz = npu.freq_mhz * 1e6
-    soft = {int(L): vector_cycles(npu, "softmax", hkv * g, int(L)).cycles / npu_hz for L in np.unique(lengths)}
+    rows = hkv * g * int(e.get("q_len", 1))
+    soft = {int(L): vector_cycles(npu, "softmax", rows, int(L)).cycles / npu_hz for L in np.unique(lengths)}
     per_channel = dict.fromkeys(res.channel_cycles, 0.0)
     for L, c in zip(lengths, channels):
         per_channel[int(c)] += soft[int(L)]
@@ -234,14 +269,26 @@ def pim_mha_seconds(system: SystemConfig, template: Op, lengths: np.ndarray, cha
 
 
 def stage_times(system: SystemConfig, model: str, batch: Batch, channels: np.ndarray, tp: int, layers: int | None,
-                bandwidth_share: float = 1.0) -> tuple[Stages, int, Op | None]:
-    """Stages of one (sub-)batch: the requests in ``batch`` (channels already assigned)."""
+                bandwidth_share: float = 1.0, techniques: tuple = ()) -> tuple[Stages, int, Op | None]:
+    """Stages of one (sub-)batch: the requests in ``batch`` (channels already assigned), with the
+    ``techniques`` applied to the traced step (``sim.techniques``)."""
     from sim.trace.tracer import capture
 
     mean_len = max(1, int(round(float(batch.lengths.mean())))) - 1   # cached tokens; the trace adds one
     trace = capture(model, phase="decode", batch=batch.size, seq_len=max(1, mean_len), layers=layers, tp=tp,
                     **system.trace_precision("decode", model))
+    if techniques:
+        from sim.techniques import apply_techniques, parse_technique
+
+        for t in techniques:
+            if (parse_technique(t) if isinstance(t, str) else t).name == "swift":
+                from sim.errors import LlmsimError
+
+                raise LlmsimError("--technique swift: its draft passes run a subset of the layers, which a decode "
+                                  "iteration by identical layers cannot hold yet (use it op by op)")
+        trace = apply_techniques(trace, list(techniques))
     pre, att, post, head, tail, n_layers = split_layer(trace)
+    lengths = technique_lengths(att, batch.lengths) if att is not None else batch.lengths
     npu = system.npu_config() if system.accelerator == "npu" else None
     if system.accelerator == "gpu":
         raise NotImplementedError("gpu-only decode iterations run through sim.gpu")
@@ -254,16 +301,17 @@ def stage_times(system: SystemConfig, model: str, batch: Batch, channels: np.nda
     layer_npu_ops, layer_bytes, pim_pj = pre + post, qkv_b + post_b, 0.0
     if att is not None:
         if system.pim is None:
-            att_ops = attention_ops(att, batch.lengths)
+            att_ops = attention_ops(att, lengths)
             mha, att_b = npu_run(npu, att_ops)
             layer_npu_ops, layer_bytes = layer_npu_ops + att_ops, layer_bytes + att_b
         else:
-            mha, pim, soft, pim_pj = pim_mha_seconds(system, att, batch.lengths, channels, with_energy=True)
+            mha, pim, soft, pim_pj = pim_mha_seconds(system, att, lengths, channels, with_energy=True)
     memory = npu.memory_config()
     dram_pj = stream_pj_per_byte(memory) if memory is not None and memory.power is not None else 0.0
     layer_pj = {"npu_pe": pe_energy_pj(npu, layer_npu_ops), "npu_dram": layer_bytes * dram_pj, "pim": pim_pj}
     once_pj = {"npu_pe": pe_energy_pj(npu, once), "npu_dram": (head_b + tail_b) * dram_pj, "pim": 0.0}
-    return Stages(qkv_s, mha, post_s, head_s, tail_s, pim, soft, layer_pj, once_pj), n_layers, att
+    return (Stages(qkv_s, mha, post_s, head_s, tail_s, pim, soft, layer_pj, once_pj,
+                   float(trace.meta.get("tokens_per_step", 1.0))), n_layers, att)
 
 
 def pe_energy_pj(npu, ops: list[Op]) -> float:
@@ -330,7 +378,7 @@ def sub_batch_stages(a1: Stages, s1: Stages, a2: Stages, s2: Stages, n: int) -> 
 
 
 def decode_iteration(system: SystemConfig, model: str, batch: Batch, tp: int = 1, layers: int | None = None,
-                     sub_batch: bool | None = None) -> IterationResult:
+                     sub_batch: bool | None = None, techniques: tuple = ()) -> IterationResult:
     """One decode step of every request in ``batch`` on ``system`` (see the module doc)."""
     from sim.systems.channels import assign_channels, request_pim_cycles
 
@@ -355,12 +403,14 @@ def decode_iteration(system: SystemConfig, model: str, batch: Batch, tp: int = 1
                                    heads, batch.channels)
         meta["channel_assignment"] = "pinned (ch_idx)" if batch.channels is not None else system.channel_assignment
     if not use_sub or batch.size < 2:   # one request cannot be split
-        st, n, _ = stage_times(system, model, batch, channels, tp, layers)
+        st, n, _ = stage_times(system, model, batch, channels, tp, layers, techniques=techniques)
         layer = st.qkv + st.mha + st.post
         total = st.head + n * layer + st.tail
         stages = {"head": st.head, "qkv": st.qkv * n, "mha": st.mha * n, "proj_ffn": st.post * n, "tail": st.tail}
         util = {"pim_busy": st.mha_pim * n / total if total else 0.0}
         meta["per_layer"] = {"qkv": st.qkv, "mha": st.mha, "proj_ffn": st.post, "mha_pim": st.mha_pim}
+        if techniques:
+            meta.update(techniques=[str(t) for t in techniques], tokens_per_step=st.tokens_per_step)
         attn_track = "pim" if system.pim is not None else "npu"
         sched, t = [], 0.0
         for label, track, d in [("head", "npu", st.head)] + [
@@ -378,8 +428,9 @@ def decode_iteration(system: SystemConfig, model: str, batch: Batch, tp: int = 1
     share = npu_bandwidth_share(system.memory())
     for mask in (first, ~first):
         b = Batch(batch.lengths[mask], None, batch.source)
-        alone, n, _ = stage_times(system, model, b, channels[mask], tp, layers)
-        shared, _, _ = stage_times(system, model, b, channels[mask], tp, layers, bandwidth_share=share)
+        alone, n, _ = stage_times(system, model, b, channels[mask], tp, layers, techniques=techniques)
+        shared, _, _ = stage_times(system, model, b, channels[mask], tp, layers, bandwidth_share=share,
+                                   techniques=techniques)
         halves.append((alone, shared))
     (a1, s1), (a2, s2) = halves
     sb = sub_batch_stages(a1, s1, a2, s2, n)
@@ -390,6 +441,8 @@ def decode_iteration(system: SystemConfig, model: str, batch: Batch, tp: int = 1
     util = {"pim_busy": pim_busy / total if total else 0.0, "npu_bandwidth_share_beside_pim": share}
     meta["sub_batches"] = [int(first.sum()), int((~first).sum())]
     meta["per_layer"] = {"A": A, "B": B, "C": C, "D": D, "E": E, "F": F}
+    if techniques:
+        meta.update(techniques=[str(t) for t in techniques], tokens_per_step=a1.tokens_per_step)
     # the stage table as slices: each stage starts when the previous one ends; inside it, the NPU
     # runs its sub-batch's work and PIM the other sub-batch's attention, from the stage's start
     sched, t = [], 0.0

@@ -54,6 +54,9 @@ class Technique:
         """Tokens one decode step generates per sequence (1 unless speculative)."""
         return 1.0
 
+    def __str__(self) -> str:
+        return self.spec()
+
     def spec(self) -> str:
         """The ``name:key=value,...`` text that selects this technique with these parameters."""
         params = ",".join(f"{f.name}={getattr(self, f.name)}" for f in fields(self))

@@ -13,8 +13,10 @@ Systems and how a step runs on them:
   ``sim/systems/decode.py``;
 * bit-serial systems (``bitmod``, ``ant``, ``olive``, ``fp16-accel``): ``sim/systems/bitserial_run.py``
   (traced at the design's decode precision);
-* ``neupims`` and other PIM systems: not yet (techniques are not applied inside PIM decode
-  iterations); their rows say so.
+* ``neupims`` and other PIM systems: a decode iteration of a uniform batch (``sim/systems/decode.py``,
+  the technique applied to its traced step, per-request attention on PIM with the technique's
+  lengths; energy by part); SWIFT's layer-skipping drafts do not fit a decode iteration by
+  identical layers yet (its PIM rows say so).
 
 The commentary names, per technique, how it changes the step's FLOPs and bytes and where the
 plain step sits on each system's roofline (the share of its ops' roofline time that is
@@ -104,6 +106,16 @@ def _run(system: str, sysconf, trace, gpu: str | None) -> tuple[float, float]:
     return res.time_s, pj * 1e-12
 
 
+def _run_iteration(sysconf, model: str, batch: int, seq_len: int, layers: int | None, tech) -> tuple[float, float, float]:
+    """(seconds, joules, tokens per step) of one decode iteration of a uniform batch on a PIM system."""
+    from sim.systems.decode import decode_iteration
+    from sim.systems.requests import uniform_batch
+
+    r = decode_iteration(sysconf, model, uniform_batch(batch, seq_len + 1), layers=layers,
+                         techniques=(tech,) if tech is not None else ())
+    return r.time_s, r.energy_pj.get("total", math.nan) * 1e-12, r.tokens_per_step
+
+
 def _memory_bound_share(sysconf, trace, gpu: str | None) -> float:
     """Share of the step's roofline time spent in memory-bound ops on this system's device."""
     from sim.roofline.analyzer import op_row, stationary_bits
@@ -144,19 +156,17 @@ def compare(model: str, systems: list[str], batches: list[int], techniques: list
     out = Comparison(model, seq_len)
     traces: dict[tuple, Any] = {}
     for s, sysconf in confs.items():
-        pending = sysconf.pim is not None
+        pim = sysconf.pim is not None
         precision = sysconf.trace_precision("decode", model) if sysconf.accelerator == "bitserial" else {}
         for b in batches:
-            if pending:
-                for t in techs:
-                    out.cells.append(Cell(t, s, b, "pending", "techniques are not applied inside PIM decode "
-                                                              "iterations yet"))
-                continue
             key = (b, tuple(sorted(precision.items())))
             if key not in traces:
                 traces[key] = _trace(model, b, seq_len, precision, layers)
             base = traces[key]
-            base_t, base_e = _run(s, sysconf, base, gpu)
+            if pim:
+                base_t, base_e, _ = _run_iteration(sysconf, model, b, seq_len, layers, None)
+            else:
+                base_t, base_e = _run(s, sysconf, base, gpu)
             share = _memory_bound_share(sysconf, base, gpu)
             for t in techs:
                 if progress:
@@ -171,7 +181,14 @@ def compare(model: str, systems: list[str], batches: list[int], techniques: list
                     out.cells.append(Cell(t, s, b, "n/a", str(exc)))
                     continue
                 steps = float(tr.meta.get("tokens_per_step", 1.0))
-                tt, te = _run(s, sysconf, tr, gpu)
+                if pim:
+                    try:
+                        tt, te, steps = _run_iteration(sysconf, model, b, seq_len, layers, tech)
+                    except LlmsimError as exc:
+                        out.cells.append(Cell(t, s, b, "pending", str(exc)))
+                        continue
+                else:
+                    tt, te = _run(s, sysconf, tr, gpu)
                 c = Cell(t, s, b, "ok", base_s_per_token=base_t / b, s_per_token=tt / (b * steps),
                          base_j_per_token=base_e / b, j_per_token=te / (b * steps),
                          flops_ratio=tr.total_flops() / base.total_flops(),
