@@ -735,7 +735,7 @@ def report(sweep_dir, out, as_json) -> None:
 @click.option("--systems", default=",".join(("gpu-only", "npu-only", "neupims", "bitmod")), show_default=True,
               help="comma-separated system configs")
 @click.option("--batch", "batches", default="1,32,256", show_default=True, help="comma-separated batch sizes")
-@click.option("--seq-len", type=int, default=1024, show_default=True, help="tokens in the KV cache")
+@click.option("--seq-len", type=int, default=2048, show_default=True, help="tokens in the KV cache")
 @click.option("--technique", "techniques", multiple=True, metavar="NAME[:KEY=VALUE,...]",
               help="technique to compare (repeatable; default: one setting of each)")
 @click.option("--layers", type=int, default=None, help="decoder layers simulated (default: all)")

@@ -113,7 +113,10 @@ def test_cli_technique_flag_transforms_the_trace_and_reports_it():
     assert_one_line_error(run_cli("roofline", "-m", "llama2-7b", "--layers", "1", "--hw", "h100",
                                   "--technique", "prune:heads=2"), "--technique prune", "heads")
     assert_one_line_error(run_cli("simulate", "--system", "neupims", "-m", "gpt3-7b", "--tp", "4", "--batch", "4",
-                                  "--layers", "1", "--technique", "prune"), "--technique", "decode iterations")
+                                  "--layers", "1", "--technique", "swift"), "--technique swift", "decode iteration")
+    ok = run_cli("simulate", "--system", "neupims", "-m", "gpt3-7b", "--tp", "4", "--batch", "4", "--layers", "1",
+                 "--technique", "prune", "--json")
+    assert ok.returncode == 0 and json.loads(ok.stdout)["meta"]["techniques"] == ["prune:heads=0.75,ffn=0.75"]
 
 
 def test_techniques_command_writes_table_heatmap_and_commentary(tmp_path):

@@ -34,7 +34,7 @@ from sim.errors import LlmsimError
 DEFAULT_TECHNIQUES = (
     "medusa:heads=4,tree=64,accept=0.6",
     "swift:skip=0.5,draft=4,accept=0.7",
-    "hydragen:prefix=512",
+    "hydragen:prefix=1024",
     "moe",
     "act-sparsity:frac=0.5",
     "prune:heads=0.75,ffn=0.75",
@@ -42,7 +42,7 @@ DEFAULT_TECHNIQUES = (
     "quant:preset=w4a16",
     "quant:preset=w8a8",
     "quant:preset=kv4",
-    "infllm:budget=512",
+    "infllm:budget=1024",
 )
 DEFAULT_SYSTEMS = ("gpu-only", "npu-only", "neupims", "bitmod")
 
@@ -137,7 +137,7 @@ def _memory_bound_share(sysconf, trace, gpu: str | None) -> float:
 
 
 def compare(model: str, systems: list[str], batches: list[int], techniques: list[str] | None = None,
-            seq_len: int = 1024, layers: int | None = None, gpu: str | None = None, progress=None) -> Comparison:
+            seq_len: int = 2048, layers: int | None = None, gpu: str | None = None, progress=None) -> Comparison:
     """The comparison (module doc). ``layers``: simulate only the first N decoder layers (tests)."""
     from sim.techniques import apply_techniques, parse_technique
     from sim.systems.config import load_system
