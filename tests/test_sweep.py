@@ -270,3 +270,18 @@ def test_linked_axis_moves_its_paths_together(tmp_path):
     assert (df["status"] == "ok").all()
     # the same 8 requests' KV caches over half the channels: attention on PIM takes longer
     assert df["m.time_s"].iloc[0] > df["m.time_s"].iloc[1]
+
+
+def test_workload_technique_runs_through_the_sweep(tmp_path):
+    spec = {"name": "t-tech", "base": "npu-pim-naive", "seed": 0, "axes": {"sub_batch": [False]},
+            "workloads": [{"model": "llama2-7b", "batch": 4, "requests": "uniform", "seq_len": 256, "layers": 1},
+                          {"model": "llama2-7b", "batch": 4, "requests": "uniform", "seq_len": 256, "layers": 1,
+                           "technique": "prune:heads=0.5"}]}
+    df = run_sweep(spec, tmp_path / "sw", workers=1, quiet=True)
+    assert (df["status"] == "ok").all()
+    assert df["wl.technique"].iloc[0] is None or df["wl.technique"].isna().iloc[0]
+    assert df["wl.technique"].iloc[1] == "prune:heads=0.5,ffn=0.75"
+    assert df["workload"].iloc[1].endswith("prune:heads=0.5,ffn=0.75")
+    assert df["m.time_s"].iloc[1] < df["m.time_s"].iloc[0]
+    with pytest.raises(LlmsimError, match=r"workloads\.0\.technique: --technique: unknown technique"):
+        load_spec({**spec, "workloads": [{"model": "llama2-7b", "technique": "nope"}]})

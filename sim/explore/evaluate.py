@@ -90,14 +90,18 @@ def _bitserial(sysconf, wl: dict[str, Any], seed: int) -> dict[str, float]:
     task = wl["phase"]
     precision = sysconf.trace_precision(task, wl["model"])
     key = (wl["model"], task, wl["batch"], wl["seq_len"], wl["new_tokens"] or 1, wl["layers"], wl["tp"], seed,
-           tuple(sorted(precision.items())))
+           tuple(sorted(precision.items())), wl.get("technique"))
     tr = _TRACES.get(key)
     if tr is None:
         if len(_TRACES) >= 8:
             _TRACES.pop(next(iter(_TRACES)))
-        tr = _TRACES[key] = capture(wl["model"], phase=task, batch=wl["batch"], seq_len=wl["seq_len"],
-                                    new_tokens=wl["new_tokens"] or 1, layers=wl["layers"], tp=wl["tp"], seed=seed,
-                                    **precision)
+        tr = capture(wl["model"], phase=task, batch=wl["batch"], seq_len=wl["seq_len"],
+                     new_tokens=wl["new_tokens"] or 1, layers=wl["layers"], tp=wl["tp"], seed=seed, **precision)
+        if wl.get("technique"):
+            from sim.techniques import apply_techniques
+
+            tr = apply_techniques(tr, techniques_of(wl))
+        _TRACES[key] = tr
     dev = sysconf.bitserial_config()
     res = run_trace(dev, tr, task, engine=wl["engine"], system=sysconf.name)
     time_s = res.time_s
@@ -106,6 +110,11 @@ def _bitserial(sysconf, wl: dict[str, Any], seed: int) -> dict[str, float]:
             "energy_per_token_j": _per_token(energy_j, res.tokens),
             "area_mm2": bitserial_area_mm2(dev, task, precision.get("weight_bits", 16.0)),
             "pim_busy": NAN, "cycles": float(res.cycles)}
+
+
+def techniques_of(wl: dict[str, Any]) -> list[str]:
+    """The workload's techniques, in order (``a;b``)."""
+    return [t for t in (wl.get("technique") or "").split(";") if t.strip()]
 
 
 def evaluate_point(base: str, overrides: dict[str, Any], workload: dict[str, Any], seed: int = 0) -> dict[str, float]:
@@ -122,15 +131,18 @@ def evaluate_point(base: str, overrides: dict[str, Any], workload: dict[str, Any
     if sysconf.accelerator == "gpu":
         from sim.gpu.iteration import gpu_decode_iteration
 
-        res = gpu_decode_iteration(sysconf, sysconf.gpu, wl["model"], batch, tp=wl["tp"], layers=wl["layers"])
+        res = gpu_decode_iteration(sysconf, sysconf.gpu, wl["model"], batch, tp=wl["tp"], layers=wl["layers"],
+                                   techniques=tuple(techniques_of(wl)))
         area, pim_busy = NAN, NAN
     else:
         from sim.systems.decode import decode_iteration
 
-        res = decode_iteration(sysconf, wl["model"], batch, tp=wl["tp"], layers=wl["layers"])
+        res = decode_iteration(sysconf, wl["model"], batch, tp=wl["tp"], layers=wl["layers"],
+                               techniques=tuple(techniques_of(wl)))
         area = npu_area_mm2(sysconf.npu_config())
         pim_busy = float(res.utilization.get("pim_busy", NAN)) if sysconf.pim is not None else NAN
     energy_j = res.energy_pj["total"] * 1e-12 if "total" in res.energy_pj else NAN
     return {"time_s": float(res.time_s), "tokens_per_s": float(res.tokens_per_s), "energy_j": energy_j,
-            "energy_per_token_j": _per_token(energy_j, res.batch), "area_mm2": area, "pim_busy": pim_busy,
+            "energy_per_token_j": _per_token(energy_j, res.batch * res.tokens_per_step), "area_mm2": area,
+            "pim_busy": pim_busy,
             "cycles": float(res.cycles)}

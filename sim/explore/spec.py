@@ -22,7 +22,8 @@ from sim.errors import LlmsimError
 AXIS_KINDS = ("grid", "choice", "uniform", "loguniform")
 RANDOM_ONLY = ("uniform", "loguniform")
 SCALES = ("linear", "log2", "log10")
-WORKLOAD_FIELDS = ("model", "phase", "batch", "tp", "requests", "seq_len", "new_tokens", "layers", "engine")
+WORKLOAD_FIELDS = ("model", "phase", "batch", "tp", "requests", "seq_len", "new_tokens", "layers", "engine",
+                   "technique")
 
 
 class Workload(BaseModel):
@@ -45,6 +46,8 @@ class Workload(BaseModel):
                                                            "(default 1)")
     layers: int | None = Field(None, ge=1, description="decoder layers (default: all)")
     engine: Literal["des", "analytic"] | None = Field(None, description="bit-serial model (default des)")
+    technique: str | None = Field(None, description="inference technique(s) applied to the step: name:key=value,... "
+                                                    "(several joined by ';', applied in order; docs/techniques.md)")
 
 
 class _SpecModel(BaseModel):
@@ -273,6 +276,13 @@ def normalize_workload(wl: Workload | dict, accelerator: str, where: str = "work
 
         wl = validate_into(Workload, wl, where)
     d = wl.model_dump()
+    if d.get("technique"):
+        from sim.techniques import parse_technique
+
+        try:
+            d["technique"] = ";".join(parse_technique(t).spec() for t in d["technique"].split(";") if t.strip())
+        except LlmsimError as exc:
+            raise LlmsimError(f"{where}.technique: {exc}") from None
     if accelerator in ("npu", "gpu"):
         kind = "an NPU" if accelerator == "npu" else "a GPU"
         if d["phase"] != "decode":
@@ -312,6 +322,8 @@ def workload_label(wl: dict[str, Any]) -> str:
         parts.append(f"l{wl['layers']}")
     if wl.get("engine") not in (None, "des"):
         parts.append(wl["engine"])
+    if wl.get("technique"):
+        parts.append(wl["technique"])
     return "/".join(parts)
 
 
