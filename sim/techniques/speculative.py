@@ -39,7 +39,7 @@ from typing import Iterable
 from sim.errors import LlmsimError
 from sim.techniques.base import Technique, register, replace_ops
 from sim.trace.resize import copy_op, gemm_role, resized_attention, scale_gemm
-from sim.trace.schema import Op, Trace
+from sim.trace.schema import Op, Trace, shift_layer
 
 _DTYPE_BITS = {"float32": 32, "float16": 16, "bfloat16": 16}
 _DTYPE_NAMES = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
@@ -236,15 +236,6 @@ class Medusa(Technique):
 
 
 # ------------------------------------------------------------------ SWIFT
-def _shift_layer(module: str, old: int, new: int) -> str:
-    parts = module.split(".")
-    for i, p in enumerate(parts):
-        if p == str(old):
-            parts[i] = str(new)
-            break
-    return ".".join(parts)
-
-
 def skipped_layers(n_layers: int, skip: float) -> set[int]:
     """Ordinal positions of the skipped layers: ``round(skip x L)`` (at most L - 1) spread evenly
     over the intermediate layers (over all layers when there are too few intermediate ones)."""
@@ -322,7 +313,7 @@ class Swift(Technique):
                 new = resized_attention(op, kv_len=lk + j, past=lk - lq + j)
             else:
                 new = op
-            module = _shift_layer(op.module, op.layer, layer) if op.layer is not None else op.module
+            module = shift_layer(op.module, op.layer, layer) if op.layer is not None else op.module
             ops.append(copy_op(new, layer=layer, repeat=rep, module=module,
                                extra=dict(new.extra, speculative="draft", draft_pass=j + 1)))
         return ops

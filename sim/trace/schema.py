@@ -103,7 +103,7 @@ class Trace:
                     d = src.to_dict()
                     d["repeat"] = 1
                     d["layer"] = src.layer + r
-                    d["module"] = _shift_layer(src.module, src.layer, src.layer + r)
+                    d["module"] = shift_layer(src.module, src.layer, src.layer + r)
                     yield Op(**d)
             i = j
 
@@ -153,7 +153,8 @@ class Trace:
         }
 
 
-def _shift_layer(module: str, old: int, new: int) -> str:
+def shift_layer(module: str, old: int, new: int) -> str:
+    """``module`` with its layer index ``old`` replaced by ``new`` (the first matching component)."""
     parts = module.split(".")
     for i, p in enumerate(parts):
         if p == str(old):
