@@ -777,8 +777,14 @@ def techniques(model, systems, batches, seq_len, techniques, layers, gpu_name, o
     from sim.techniques.compare import compare, write_outputs
 
     system_list = [s.strip() for s in systems.split(",") if s.strip()]
+    progress = None
+    if sys.stderr.isatty():
+        def progress(t, s, b):   # noqa: E306 - a one-line status on the terminal
+            click.echo(f"\r{s} batch {b}: {t:<48}", nl=False, err=True)
     cmp = compare(model, system_list, batch_list, list(techniques) or None, seq_len=seq_len, layers=layers,
-                  gpu=gpu_name)
+                  gpu=gpu_name, progress=progress)
+    if progress:
+        click.echo("", err=True)
     files = write_outputs(cmp, out_dir) if out_dir else {}
     if as_json:
         _emit_json({"model": model, "seq_len": seq_len, "cells": [vars(c) for c in cmp.cells], "files": files})

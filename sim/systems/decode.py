@@ -247,8 +247,15 @@ def pim_mha_seconds(system: SystemConfig, template: Op, lengths: np.ndarray, cha
     hkv, d, g = int(e["kv_heads"]), int(e["head_dim"]), int(e["heads"]) // int(e["kv_heads"])
     if len(lengths) == 0:
         return (0.0, 0.0, 0.0, 0.0) if with_energy else (0.0, 0.0, 0.0)
-    # a step over several new tokens per sequence (speculative verification) runs one GEMV per query
-    res = run_attention_batch(memory, lengths.tolist(), channels.tolist(), d, hkv * g * int(e.get("q_len", 1)))
+    # a step over several new tokens per sequence (speculative verification) runs one GEMV per query:
+    # q_len passes of the one-query kernels, back to back on each channel
+    lq = int(e.get("q_len", 1))
+    res = run_attention_batch(memory, lengths.tolist(), channels.tolist(), d, hkv * g)
+    if lq > 1:
+        res = dataclasses.replace(res, cycles=res.cycles * lq,
+                                  channel_cycles={c: v * lq for c, v in res.channel_cycles.items()},
+                                  commands=res.commands * lq,
+                                  command_counts={k: v * lq for k, v in res.command_counts.items()})
     mem_hz = memory.freq_hz
     npu_hz = npu.freq_mhz * 1e6
     rows = hkv * g * int(e.get("q_len", 1))
