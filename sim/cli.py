@@ -777,10 +777,10 @@ def techniques(model, systems, batches, seq_len, techniques, layers, gpu_name, o
     from sim.techniques.compare import compare, write_outputs
 
     system_list = [s.strip() for s in systems.split(",") if s.strip()]
-    progress = None
-    if sys.stderr.isatty():
-        def progress(t, s, b):   # noqa: E306 - a one-line status on the terminal
-            click.echo(f"\r{s} batch {b}: {t:<48}", nl=False, err=True)
+    def show(t, s, b):   # a one-line status on the terminal
+        click.echo(f"\r{s} batch {b}: {t:<48}", nl=False, err=True)
+
+    progress = show if sys.stderr.isatty() else None
     cmp = compare(model, system_list, batch_list, list(techniques) or None, seq_len=seq_len, layers=layers,
                   gpu=gpu_name, progress=progress)
     if progress:
