@@ -12,7 +12,7 @@ Systems and how a step runs on them:
 * ``npu-only``: the NPU simulator op by op (``sim/npu``), energy = PE-cycles + DRAM traffic as in
   ``sim/systems/decode.py``;
 * bit-serial systems (``bitmod``, ``ant``, ``olive``, ``fp16-accel``): ``sim/systems/bitserial_run.py``
-  (traced at the design's decode precision);
+  (traced at the design's decode precision; the analytic model, within 5% of the DES per layer);
 * ``neupims`` and other PIM systems: a decode iteration of a uniform batch (``sim/systems/decode.py``,
   the technique applied to its traced step, per-request attention on PIM with the technique's
   lengths; energy by part); SWIFT's layer-skipping drafts do not fit a decode iteration by
@@ -92,7 +92,9 @@ def _run(system: str, sysconf, trace, gpu: str | None) -> tuple[float, float]:
     if sysconf.accelerator == "bitserial":
         from sim.systems.bitserial_run import run_trace
 
-        r = run_trace(sysconf.bitserial_config(), trace, "decode", system=system)
+        # the artifact's analytic model: the DES agrees within 5% per layer (llmsim validate bitmod) and
+        # is slow on large decode batches (a tile per KV head and sequence)
+        r = run_trace(sysconf.bitserial_config(), trace, "decode", engine="analytic", system=system)
         return r.time_s, r.energy_pj["total"] * 1e-12
     from sim.memory.energy import stream_pj_per_byte
     from sim.npu.simulate import simulate_trace
