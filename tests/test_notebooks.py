@@ -27,6 +27,8 @@ EXPECTED = {
     "02_roofline": ["batch_throughput.png", "roofline_batch.png", "gqa.png", "moe.png", "quantization.png"],
     "03_neupims_design_space": ["throughput.png", "sub_batch.png", "pareto.png"],
     "04_bitmod": ["grids.png", "mse_gaussian.png", "accelerators.png"],
+    "05_techniques": ["verification.png", "acceptance.png", "hydragen.png", "compare.png", "compare.csv",
+                      "commentary.md"],
 }
 
 
