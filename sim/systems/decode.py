@@ -295,6 +295,11 @@ def stage_times(system: SystemConfig, model: str, batch: Batch, channels: np.nda
                                   "iteration by identical layers cannot hold yet (use it op by op)")
         trace = apply_techniques(trace, list(techniques))
     pre, att, post, head, tail, n_layers = split_layer(trace)
+    if techniques and system.pim is not None and att is not None and att.kv_bits not in (None, 16):
+        from sim.errors import LlmsimError
+
+        raise LlmsimError(f"--technique: {system.name}: PIM attention runs on an fp16 KV cache (NeuPIMs' PIM "
+                          f"units multiply fp16), found {att.kv_bits:g}-bit KV")
     lengths = technique_lengths(att, batch.lengths) if att is not None else batch.lengths
     npu = system.npu_config() if system.accelerator == "npu" else None
     if system.accelerator == "gpu":

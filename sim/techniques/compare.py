@@ -211,10 +211,11 @@ def commentary(cmp: Comparison) -> list[str]:
             why = g.iloc[0].note or g.iloc[0].status
             lines.append(f"- `{t}`: does not apply here ({why}).")
             continue
-        fr, br = ok.flops_ratio.iloc[0], ok.bytes_ratio.iloc[0]
+        fr, br = ok.flops_ratio.median(), ok.bytes_ratio.median()
         best = ok.loc[ok.speedup.idxmax()]
         worst = ok.loc[ok.speedup.idxmin()]
-        change = f"{_pct(fr)} FLOPs and {_pct(br)} bytes per step"
+        change = (f"{_span(ok.flops_ratio)} FLOPs and {_span(ok.bytes_ratio)} bytes per step "
+                  f"(batch {ok.batch.min()} to {ok.batch.max()})")
         mem_sys = ok[ok.memory_bound_share > 0.5]
         where = ("memory-bound (weights or KV streaming), where " if len(mem_sys) == len(ok) else
                  "compute-bound on some systems, where ") if len(ok) else ""
@@ -229,6 +230,11 @@ def commentary(cmp: Comparison) -> list[str]:
 
 def _pct(r: float) -> str:
     return f"{(r - 1) * 100:+.0f}%"
+
+
+def _span(ratios) -> str:
+    lo, hi = _pct(float(ratios.min())), _pct(float(ratios.max()))
+    return lo if lo == hi else f"{lo} to {hi}"
 
 
 def write_outputs(cmp: Comparison, out_dir) -> dict[str, str]:
