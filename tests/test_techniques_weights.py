@@ -251,3 +251,20 @@ def test_moe_on_a_dense_model_is_one_line(traced):
     with pytest.raises(LlmsimError, match="llama2-7b is a dense model") as e:
         apply_techniques(traced("llama2-7b", **DEC), ["moe"])
     assert "\n" not in str(e.value) and str(e.value).startswith("--technique moe")
+
+
+def test_gpu_model_runs_sparse24_gemms_at_the_sparse_rate():
+    from sim.config import load_hw
+    from sim.gpu.model import op_time
+    from sim.techniques import apply_techniques
+    from sim.trace import capture
+
+    tr = capture("llama2-7b", phase="prefill", batch=1, seq_len=4096, layers=1, device="meta")
+    sp = apply_techniques(tr, ["sparse24"])
+    gpu = load_hw("h100")
+    q_dense = next(o for o in tr.ops if o.module.endswith("q_proj"))
+    q_sparse = next(o for o in sp.ops if o.module.endswith("q_proj"))
+    dense, sparse = op_time(q_dense, gpu), op_time(q_sparse, gpu)
+    # a 4096-token prefill GEMM is compute-bound: the sparse tensor cores halve its compute time
+    assert sparse.compute_s == pytest.approx(dense.compute_s / 2, rel=0.05)
+    assert sparse.time_s < dense.time_s

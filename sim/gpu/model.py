@@ -30,6 +30,8 @@ The fitted constants (``model:`` block of the GPU YAML, :class:`GpuModelParams`)
 
 from __future__ import annotations
 
+import dataclasses
+
 import math
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -236,6 +238,10 @@ def op_time(op: Op, gpu: GpuConfig, params: GpuModelParams | None = None) -> Gpu
     if not op.flops and not op.bytes:
         return GpuOpTime(0.0, 0.0, 0.0, 0.0, bound="none")
     r = _rates(gpu, p, op.compute_dtype)
+    if (op.extra or {}).get("sparse24") and gpu.sparse_24_speedup and op.compute_dtype not in ("fp64", "fp32"):
+        # 2:4 sparse tensor cores: the datasheet's sparse rate, in useful (dense-equivalent) FLOPs
+        sp = gpu.sparse_24_speedup
+        r = dataclasses.replace(r, matrix=r.matrix * sp, mainloop_per_sm=r.mainloop_per_sm * sp)
     lat = p.memory_latency_us * 1e-6 if op.bytes else 0.0
     if op.op_class == "gemm":
         res = _gemm(op, r, p, lat)
