@@ -113,7 +113,7 @@ def test_cli_technique_flag_transforms_the_trace_and_reports_it():
     assert_one_line_error(run_cli("roofline", "-m", "llama2-7b", "--layers", "1", "--hw", "h100",
                                   "--technique", "prune:heads=2"), "--technique prune", "heads")
     assert_one_line_error(run_cli("simulate", "--system", "neupims", "-m", "gpt3-7b", "--tp", "4", "--batch", "4",
-                                  "--layers", "1", "--technique", "swift"), "--technique swift", "decode iteration")
+                                  "--layers", "1", "--technique", "swift:draft=0"), "--technique swift", "draft")
     ok = run_cli("simulate", "--system", "neupims", "-m", "gpt3-7b", "--tp", "4", "--batch", "4", "--layers", "1",
                  "--technique", "prune", "--json")
     assert ok.returncode == 0 and json.loads(ok.stdout)["meta"]["techniques"] == ["prune:heads=0.75,ffn=0.75"]
@@ -165,5 +165,9 @@ def test_techniques_in_decode_iterations_on_pim_systems():
     med = run("medusa:heads=4,tree=8,accept=0.6")
     assert med.tokens_per_step == pytest.approx((1 - 0.6 ** 5) / 0.4)
     assert med.tokens_per_s == pytest.approx(8 * med.tokens_per_step / med.time_s)
-    with pytest.raises(LlmsimError, match="swift"):
-        run("swift")
+    # SWIFT: 4 draft passes through half the layers, then one verification over 5 tokens
+    sw = run("swift:skip=0.5,draft=4,accept=0.7")
+    assert sw.tokens_per_step == pytest.approx((1 - 0.7 ** 5) / 0.3)
+    info = sw.meta["swift"]
+    assert info["draft_passes"] == 4 and info["draft_layers"] == 1   # one layer: round(0.5 x 1) = 0 skipped
+    assert sw.time_s == pytest.approx(4 * info["draft_pass_s"] + info["verification_s"])

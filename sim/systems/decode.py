@@ -291,8 +291,8 @@ def stage_times(system: SystemConfig, model: str, batch: Batch, channels: np.nda
             if (parse_technique(t) if isinstance(t, str) else t).name == "swift":
                 from sim.errors import LlmsimError
 
-                raise LlmsimError("--technique swift: its draft passes run a subset of the layers, which a decode "
-                                  "iteration by identical layers cannot hold yet (use it op by op)")
+                raise LlmsimError("--technique swift: stage_times runs one step by identical layers; "
+                                  "decode_iteration splits SWIFT into its verification and draft passes")
         trace = apply_techniques(trace, list(techniques))
     pre, att, post, head, tail, n_layers = split_layer(trace)
     if techniques and system.pim is not None and att is not None and att.kv_bits not in (None, 16):
@@ -394,6 +394,13 @@ def decode_iteration(system: SystemConfig, model: str, batch: Batch, tp: int = 1
     """One decode step of every request in ``batch`` on ``system`` (see the module doc)."""
     from sim.systems.channels import assign_channels, request_pim_cycles
 
+    if techniques:
+        from sim.techniques import parse_technique
+
+        parsed = tuple(parse_technique(t) if isinstance(t, str) else t for t in techniques)
+        if any(t.name == "swift" for t in parsed):
+            return _swift_iteration(system, model, batch, tp, layers, sub_batch, parsed)
+
     use_sub = system.sub_batch if sub_batch is None else sub_batch
     if use_sub and system.pim is None:
         from sim.errors import LlmsimError
@@ -485,3 +492,32 @@ def decode_iteration(system: SystemConfig, model: str, batch: Batch, tp: int = 1
     sched = [x for x in sched if x[2] > x[1]]
     return IterationResult(system.name, model, batch.size, n, total, freq, stages, True, util, meta, sched,
                            iteration_energy([a1, a2], n))
+
+
+def _swift_iteration(system: SystemConfig, model: str, batch: Batch, tp: int, layers: int | None,
+                     sub_batch: bool | None, techniques: tuple) -> IterationResult:
+    """SWIFT on a decode iteration: ``draft`` plain steps through the kept layers (the ops outside
+    the layers, lm_head included, every pass; the draft's KV context grows by one token a pass,
+    which is left out), then one verification step of every layer over ``draft + 1`` tokens. Time
+    and energy add; throughput counts the expected tokens per step."""
+    from sim.techniques.speculative import SwiftVerification, skipped_layers
+
+    sw = next(t for t in techniques if t.name == "swift")
+    others = tuple(t for t in techniques if t.name != "swift")
+    plain = decode_iteration(system, model, batch, tp, layers, sub_batch, others)
+    verify = decode_iteration(system, model, batch, tp, layers, sub_batch,
+                              others + (SwiftVerification(sw.draft, sw.accept),))
+    n = plain.layers
+    kept = n - len(skipped_layers(n, sw.skip))
+    outside = plain.stages.get("head", 0.0) + plain.stages.get("tail", 0.0)
+    draft_s = outside + (plain.time_s - outside) * kept / n
+    total = sw.draft * draft_s + verify.time_s
+    energy = {k: sw.draft * (plain.energy_pj.get(k, 0.0) * kept / n) + v for k, v in verify.energy_pj.items()}
+    meta = dict(verify.meta, techniques=[str(t) for t in techniques], tokens_per_step=sw.tokens_per_step,
+                swift={"draft_passes": sw.draft, "draft_layers": kept, "draft_pass_s": draft_s,
+                       "verification_s": verify.time_s})
+    stages = {"draft": sw.draft * draft_s, **{f"verify_{k}": v for k, v in verify.stages.items()}}
+    sched = [("npu", 0.0, sw.draft * draft_s, f"{sw.draft} SWIFT draft passes ({kept} of {n} layers)")] + [
+        (track, t0 + sw.draft * draft_s, t1 + sw.draft * draft_s, label) for track, t0, t1, label in verify.schedule]
+    return IterationResult(system.name, model, batch.size, n, total, verify.freq_hz, stages, verify.sub_batch,
+                           verify.utilization, meta, sched, energy)

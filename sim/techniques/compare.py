@@ -15,8 +15,7 @@ Systems and how a step runs on them:
   (traced at the design's decode precision; the analytic model, within 5% of the DES per layer);
 * ``neupims`` and other PIM systems: a decode iteration of a uniform batch (``sim/systems/decode.py``,
   the technique applied to its traced step, per-request attention on PIM with the technique's
-  lengths; energy by part); SWIFT's layer-skipping drafts do not fit a decode iteration by
-  identical layers yet (its PIM rows say so).
+  lengths; energy by part; SWIFT as its draft passes plus its verification step).
 
 The commentary names, per technique, how it changes the step's FLOPs and bytes and where the
 plain step sits on each system's roofline (the share of its ops' roofline time that is

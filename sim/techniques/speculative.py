@@ -317,3 +317,30 @@ class Swift(Technique):
             ops.append(copy_op(new, layer=layer, repeat=rep, module=module,
                                extra=dict(new.extra, speculative="draft", draft_pass=j + 1)))
         return ops
+
+
+@dataclass(frozen=True)
+class SwiftVerification(Technique):
+    """SWIFT's verification step alone (every layer over ``draft + 1`` tokens), without its draft
+    passes: a decode iteration by identical layers (``sim/systems/decode.py``) costs the drafts
+    itself, as ``draft`` plain steps through the kept layers. Internal: not selectable by name."""
+
+    name = "swift-verify"
+    summary = "SWIFT's verification step alone (internal)"
+
+    draft: int = 4
+    accept: float = 0.7
+
+    @property
+    def tokens_per_step(self) -> float:
+        return expected_tokens(self.accept, self.draft)
+
+    def apply(self, trace: Trace) -> Trace:
+        groups = decode_groups(trace.ops)
+        if not any(step is not None for step, _ in groups):
+            raise _no_decode("swift", trace)
+        batch = trace.meta.get("batch")
+        ops: list[Op] = []
+        for step, group in groups:
+            ops += group if step is None else [verify_op(op, self.draft + 1, batch, 0, "swift") for op in group]
+        return replace_ops(trace, ops)
