@@ -271,18 +271,29 @@ def write_outputs(cmp: Comparison, out_dir) -> dict[str, str]:
     lines = commentary(cmp)
     write_text_atomic(out / "table.md", "\n".join(md) + "\n")
     write_text_atomic(out / "commentary.md", "\n".join(lines) + "\n")
-    fig, ax = plt.subplots(figsize=(1.1 * len(cols) + 3.5, 0.45 * len(techs) + 1.8))
-    lg = np.log2(grid)
-    lim = max(1.0, float(np.nanmax(np.abs(lg)))) if np.isfinite(lg).any() else 1.0
-    im = ax.imshow(lg, cmap="RdBu", vmin=-lim, vmax=lim, aspect="auto")
-    for i in range(len(techs)):
-        for j in range(len(cols)):
-            ax.text(j, i, text[i][j], ha="center", va="center", fontsize=7)
-    ax.set_xticks(range(len(cols)), [f"{s}\nb{b}" for s, b in cols], fontsize=7)
-    ax.set_yticks(range(len(techs)), techs, fontsize=7)
-    cb = fig.colorbar(im, ax=ax)
-    cb.set_label("log2 speed-up per generated token")
-    ax.set_title(f"{cmp.model}, decode at context {cmp.seq_len}: speed-up per generated token")
+    egrid = np.full((len(techs), len(cols)), np.nan)
+    for c in cmp.cells:
+        if c.status == "ok" and c.energy_ratio == c.energy_ratio:
+            egrid[techs.index(c.technique), cols.index((c.system, c.batch))] = c.energy_ratio
+    panels = [("speed-up per generated token", grid)]
+    if np.isfinite(egrid).any():
+        panels.append(("energy saved per generated token (plain / technique)", egrid))
+    fig, axes = plt.subplots(len(panels), 1, figsize=(1.1 * len(cols) + 3.5, (0.45 * len(techs) + 1.8) * len(panels)),
+                             squeeze=False)
+    for ax, (title, values) in zip(axes[:, 0], panels):
+        lg = np.log2(values)
+        lim = max(1.0, float(np.nanmax(np.abs(lg)))) if np.isfinite(lg).any() else 1.0
+        im = ax.imshow(lg, cmap="RdBu", vmin=-lim, vmax=lim, aspect="auto")
+        for i in range(len(techs)):
+            for j in range(len(cols)):
+                v = values[i, j]
+                label = f"{v:.2f}" if v == v else (text[i][j] if text[i][j] in ("n/a", "pending", "error") else "-")
+                ax.text(j, i, label, ha="center", va="center", fontsize=7)
+        ax.set_xticks(range(len(cols)), [f"{s}\nb{b}" for s, b in cols], fontsize=7)
+        ax.set_yticks(range(len(techs)), techs, fontsize=7)
+        cb = fig.colorbar(im, ax=ax)
+        cb.set_label("log2 ratio")
+        ax.set_title(f"{cmp.model}, decode at context {cmp.seq_len}: {title}", fontsize=9)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, dpi=120)
