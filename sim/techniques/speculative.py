@@ -113,6 +113,14 @@ def verify_op(op: Op, t: int, batch: int | None, tree_extra: int = 0, name: str 
                    bytes_kv_write=op.bytes_kv_write * t, extra=extra, **shapes)
 
 
+def decode_step_groups(name: str, trace: Trace) -> list[tuple[int | None, list[Op]]]:
+    """:func:`decode_groups` of a trace that has a decode step (else the one-line error)."""
+    groups = decode_groups(trace.ops)
+    if not any(step is not None for step, _ in groups):
+        raise _no_decode(name, trace)
+    return groups
+
+
 def _no_decode(name: str, trace: Trace) -> LlmsimError:
     return LlmsimError(f"--technique {name}: {trace.meta.get('model')}: the trace has no decode step (speculative "
                        f"decoding changes decode steps: trace with --phase decode or generate)")
@@ -181,9 +189,7 @@ class Medusa(Technique):
         return expected_tokens(self.accept, self.heads)
 
     def apply(self, trace: Trace) -> Trace:
-        groups = decode_groups(trace.ops)
-        if not any(step is not None for step, _ in groups):
-            raise _no_decode(self.name, trace)
+        groups = decode_step_groups(self.name, trace)
         hidden, vocab, lm = model_dims(trace, self.name)
         t = self.tree
         extra_pairs = tree_pairs(t, self.heads) - t * (t + 1) // 2
@@ -270,9 +276,7 @@ class Swift(Technique):
         return expected_tokens(self.accept, self.draft)
 
     def apply(self, trace: Trace) -> Trace:
-        groups = decode_groups(trace.ops)
-        if not any(step is not None for step, _ in groups):
-            raise _no_decode(self.name, trace)
+        groups = decode_step_groups(self.name, trace)
         batch = trace.meta.get("batch")
         ops: list[Op] = []
         kept_total = 0
@@ -336,9 +340,7 @@ class SwiftVerification(Technique):
         return expected_tokens(self.accept, self.draft)
 
     def apply(self, trace: Trace) -> Trace:
-        groups = decode_groups(trace.ops)
-        if not any(step is not None for step, _ in groups):
-            raise _no_decode("swift", trace)
+        groups = decode_step_groups("swift", trace)
         batch = trace.meta.get("batch")
         ops: list[Op] = []
         for step, group in groups:
