@@ -171,3 +171,48 @@ def test_techniques_in_decode_iterations_on_pim_systems():
     info = sw.meta["swift"]
     assert info["draft_passes"] == 4 and info["draft_layers"] == 1   # one layer: round(0.5 x 1) = 0 skipped
     assert sw.time_s == pytest.approx(4 * info["draft_pass_s"] + info["verification_s"])
+
+
+def test_review_fixes_verification_lengths_infllm_per_request_swift_everywhere(traced):
+    import numpy as np
+
+    from sim.systems.config import load_system
+    from sim.systems.decode import attention_ops, decode_iteration, technique_lengths
+    from sim.systems.requests import Batch, uniform_batch
+
+    # a verification step's per-length attention reproduces the traced op (tree pairs, T - 1 more keys)
+    tr = apply_techniques(traced("llama2-7b", phase="decode", batch=2, seq_len=256, layers=1, device="meta"),
+                          ["medusa:tree=64"])
+    att = next(o for o in tr.ops if o.op_class == "attention")
+    ops = attention_ops(att, technique_lengths(att, np.array([257, 257])))
+    assert sum(o.bytes_kv_read for o in ops) == att.bytes_kv_read and sum(o.flops for o in ops) == att.flops
+    # InfLLM caps each request, even when the batch's mean context is within the budget
+    gpu = load_system("gpu-only")
+    from sim.gpu.iteration import gpu_decode_iteration
+
+    mixed = Batch(np.array([1000, 1000, 1000, 8000]), None, "test")
+    plain = gpu_decode_iteration(gpu, "h100", "llama2-7b", mixed, layers=1)
+    capped = gpu_decode_iteration(gpu, "h100", "llama2-7b", mixed, layers=1, techniques=("infllm:budget=4096",))
+    assert capped.time_s < plain.time_s
+    # SWIFT on a GPU: drafts plus verification, the layer count stays the model's
+    sw = gpu_decode_iteration(gpu, "h100", "llama2-7b", uniform_batch(4, 512), layers=2,
+                              techniques=("swift:skip=0.5,draft=4",))
+    assert sw.layers == 2 and sw.meta["swift"]["draft_passes"] == 4
+    # SWIFT then Hydragen: the verification keeps its place before the prefix split
+    r = decode_iteration(load_system("npu-only"), "llama2-7b", uniform_batch(4, 512), layers=1, sub_batch=False,
+                         techniques=("swift:draft=2", "hydragen:prefix=128"))
+    assert r.tokens_per_step == pytest.approx((1 - 0.7 ** 3) / 0.3)
+    with pytest.raises(LlmsimError, match="before hydragen"):
+        decode_iteration(load_system("npu-only"), "llama2-7b", uniform_batch(4, 512), layers=1, sub_batch=False,
+                         techniques=("hydragen:prefix=128", "swift:draft=2"))
+
+
+def test_sparse24_then_quant_keeps_the_index_bits_and_prune_refuses_moe_ffn(traced):
+    tr = traced("llama2-7b", phase="decode", batch=2, seq_len=64, layers=1, device="meta")
+    a, b = apply_techniques(tr, ["quant:w=4", "sparse24"]), apply_techniques(tr, ["sparse24", "quant:w=4"])
+    qa, qb = (next(o for o in t.ops if o.module.endswith("q_proj")) for t in (a, b))
+    assert qa.bytes_weight == qb.bytes_weight == 4096 * 4096 * 4 / 8 * 3 / 4   # half the 4-bit weights + 1 bit
+    mix = traced("mixtral-8x7b", phase="decode", batch=4, seq_len=64, layers=1, device="meta")
+    with pytest.raises(LlmsimError, match="MoE experts"):
+        apply_techniques(mix, ["prune:ffn=0.5"])
+    assert apply_techniques(mix, ["prune:heads=0.5,ffn=1"]).total_flops() < mix.total_flops()

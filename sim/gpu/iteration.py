@@ -20,6 +20,14 @@ def gpu_decode_iteration(system, gpu_name: str, model: str, batch: Batch, tp: in
     from sim.systems.decode import attention_ops, is_shared_attention, technique_lengths
     from sim.trace.tracer import capture
 
+    if techniques:
+        from sim.systems.decode import _swift_iteration
+        from sim.techniques import parse_technique
+
+        parsed = tuple(parse_technique(t) if isinstance(t, str) else t for t in techniques)
+        if any(t.name == "swift" for t in parsed):   # its drafts and its verification, as on an NPU
+            return _swift_iteration(lambda ts: gpu_decode_iteration(system, gpu_name, model, batch, tp, layers, ts),
+                                    parsed)
     gpu = system.gpu_config(gpu_name) if system is not None else load_hw(gpu_name)
     if not isinstance(gpu, GpuConfig):
         raise LlmsimError(f"--gpu: expected a GPU config, found kind {gpu.kind!r}")

@@ -35,7 +35,6 @@ import numpy as np
 from sim.memory.energy import stream_pj_per_byte
 from sim.systems.config import SystemConfig
 from sim.systems.requests import Batch
-from sim.trace.formulas import attention_cost
 from sim.trace.schema import Op, Trace
 
 
@@ -145,6 +144,19 @@ def split_layer(trace: Trace) -> tuple[list[Op], Op | None, list[Op], list[Op], 
     return once[:a], once[a], once[a + 1:], head, tail, count
 
 
+def _per_request_retrieval(op: Op, lengths: np.ndarray) -> Op:
+    """InfLLM's block retrieval, traced at the batch's mean context, re-costed from each request's
+    own blocks (none for a request within the budget). **Approximation**: when the mean is within
+    the budget the trace has no retrieval op, and the few long requests' retrieval is not charged."""
+    from sim.trace.resize import scale_gemm
+
+    e = op.extra
+    blocks = np.where(lengths > int(e["budget"]),
+                      np.ceil((lengths - int(e["init"]) - int(e["local"])) / int(e["block"])), 0)
+    share = float(blocks.sum()) / (len(lengths) * int(e["blocks"])) if int(e["blocks"]) else 1.0
+    return scale_gemm(op, m=max(share, 1e-9))
+
+
 def is_shared_attention(op: Op) -> bool:
     """An attention op over keys shared by the batch (Hydragen's prefix), not per sequence."""
     return op.op_class == "attention" and str(op.extra.get("hydragen", "")).startswith("prefix")
@@ -155,8 +167,11 @@ def technique_lengths(att: Op, lengths: np.ndarray) -> np.ndarray:
     budget caps them; Hydragen's suffix attention leaves out the shared prefix."""
     out = np.asarray(lengths, np.int64)
     e = att.extra
-    if e.get("infllm") == "attention":
-        out = np.minimum(out, int(e["kv_len"]))
+    # a request's length counts its one new token; a step over q_len tokens (speculative
+    # verification) attends to q_len - 1 more keys
+    out = out + (int(e.get("q_len", 1)) - 1)
+    if e.get("infllm") in ("attention", "within_budget"):
+        out = np.minimum(out, int(e["budget"]))
     if e.get("hydragen") == "suffix":
         p = int(e["prefix"])
         if int(out.min()) <= p:
@@ -170,25 +185,18 @@ def technique_lengths(att: Op, lengths: np.ndarray) -> np.ndarray:
 
 def attention_ops(template: Op, lengths: np.ndarray) -> list[Op]:
     """One decode attention op per distinct KV length (its requests as the batch), costed by the
-    tracer's formulas (``sim.trace.formulas``) from the template's heads and widths."""
-    from sim.trace.resize import attention_widths
+    tracer's formulas (``sim.trace.formulas``) from the template's heads and widths; a step over
+    ``q_len`` new tokens per sequence keeps ``length - q_len`` of them cached, and a speculative
+    tree mask keeps its extra pairs."""
+    from sim.trace.resize import mask_extra_pairs, resized_attention
 
-    e = template.extra
-    h, hkv, d, dv = int(e["heads"]), int(e["kv_heads"]), int(e["head_dim"]), int(e["v_head_dim"])
-    lq = int(e["q_len"])
-    act_bits, kv_bits = attention_widths(template)   # element widths as traced
+    lq = int(template.extra["q_len"])
+    tree = mask_extra_pairs(template)
     ops = []
     for length, count in zip(*np.unique(lengths, return_counts=True)):
         length, count = int(length), int(count)
-        cost = attention_cost(count, h, hkv, lq, length, d, dv, True, e.get("sliding_window"), length - lq,
-                              act_bits, kv_bits)
-        extra = dict(e, batch=count, kv_len=length, pairs=int(cost.pairs), flops_qk=cost.flops_qk,
-                     flops_sv=cost.flops_sv, softmax_flops=cost.softmax_flops,
-                     cached_tokens_read=int(cost.cached_tokens_read))
-        ops.append(dataclasses.replace(
-            template, flops=cost.flops, bytes_activation=cost.bytes_activation, bytes_kv_read=cost.bytes_kv_read,
-            input_shapes=[[count, h, lq, d], [count, hkv, length, d], [count, hkv, length, dv]],
-            output_shapes=[[count, lq, h, dv]], extra=extra, repeat=1))
+        op = resized_attention(template, batch=count, kv_len=length, past=length - lq, extra_pairs=tree)
+        ops.append(dataclasses.replace(op, repeat=1))
     return ops
 
 
@@ -301,6 +309,7 @@ def stage_times(system: SystemConfig, model: str, batch: Batch, channels: np.nda
         raise LlmsimError(f"--technique: {system.name}: PIM attention runs on an fp16 KV cache (NeuPIMs' PIM "
                           f"units multiply fp16), found {att.kv_bits:g}-bit KV")
     lengths = technique_lengths(att, batch.lengths) if att is not None else batch.lengths
+    pre = [_per_request_retrieval(op, batch.lengths) if op.extra.get("infllm") == "retrieval" else op for op in pre]
     npu = system.npu_config() if system.accelerator == "npu" else None
     if system.accelerator == "gpu":
         raise NotImplementedError("gpu-only decode iterations run through sim.gpu")
@@ -399,7 +408,8 @@ def decode_iteration(system: SystemConfig, model: str, batch: Batch, tp: int = 1
 
         parsed = tuple(parse_technique(t) if isinstance(t, str) else t for t in techniques)
         if any(t.name == "swift" for t in parsed):
-            return _swift_iteration(system, model, batch, tp, layers, sub_batch, parsed)
+            return _swift_iteration(lambda ts: decode_iteration(system, model, batch, tp, layers, sub_batch, ts),
+                                    parsed)
 
     use_sub = system.sub_batch if sub_batch is None else sub_batch
     if use_sub and system.pim is None:
@@ -428,6 +438,7 @@ def decode_iteration(system: SystemConfig, model: str, batch: Batch, tp: int = 1
         stages = {"head": st.head, "qkv": st.qkv * n, "mha": st.mha * n, "proj_ffn": st.post * n, "tail": st.tail}
         util = {"pim_busy": st.mha_pim * n / total if total else 0.0}
         meta["per_layer"] = {"qkv": st.qkv, "mha": st.mha, "proj_ffn": st.post, "mha_pim": st.mha_pim}
+        meta["energy_outside_layers_pj"] = iteration_energy([st], 0)["total"]
         if techniques:
             meta.update(techniques=[str(t) for t in techniques], tokens_per_step=st.tokens_per_step)
         attn_track = "pim" if system.pim is not None else "npu"
@@ -460,6 +471,7 @@ def decode_iteration(system: SystemConfig, model: str, batch: Batch, tp: int = 1
     util = {"pim_busy": pim_busy / total if total else 0.0, "npu_bandwidth_share_beside_pim": share}
     meta["sub_batches"] = [int(first.sum()), int((~first).sum())]
     meta["per_layer"] = {"A": A, "B": B, "C": C, "D": D, "E": E, "F": F}
+    meta["energy_outside_layers_pj"] = iteration_energy([a1, a2], 0)["total"]
     if techniques:
         meta.update(techniques=[str(t) for t in techniques], tokens_per_step=a1.tokens_per_step)
     # the stage table as slices: each stage starts when the previous one ends; inside it, the NPU
@@ -494,8 +506,7 @@ def decode_iteration(system: SystemConfig, model: str, batch: Batch, tp: int = 1
                            iteration_energy([a1, a2], n))
 
 
-def _swift_iteration(system: SystemConfig, model: str, batch: Batch, tp: int, layers: int | None,
-                     sub_batch: bool | None, techniques: tuple) -> IterationResult:
+def _swift_iteration(run, techniques: tuple) -> IterationResult:
     """SWIFT on a decode iteration: ``draft`` plain steps through the kept layers (the ops outside
     the layers, lm_head included, every pass; the draft's KV context grows by one token a pass,
     which is left out), then one verification step of every layer over ``draft + 1`` tokens. Time
@@ -504,20 +515,23 @@ def _swift_iteration(system: SystemConfig, model: str, batch: Batch, tp: int, la
 
     sw = next(t for t in techniques if t.name == "swift")
     others = tuple(t for t in techniques if t.name != "swift")
-    plain = decode_iteration(system, model, batch, tp, layers, sub_batch, others)
-    verify = decode_iteration(system, model, batch, tp, layers, sub_batch,
-                              others + (SwiftVerification(sw.draft, sw.accept),))
+    plain = run(others)
+    # the verification in SWIFT's place among the techniques (the order a user gave is kept)
+    verify = run(tuple(SwiftVerification(sw.draft, sw.accept) if t is sw else t for t in techniques))
     n = plain.layers
     kept = n - len(skipped_layers(n, sw.skip))
     outside = plain.stages.get("head", 0.0) + plain.stages.get("tail", 0.0)
     draft_s = outside + (plain.time_s - outside) * kept / n
     total = sw.draft * draft_s + verify.time_s
-    energy = {k: sw.draft * (plain.energy_pj.get(k, 0.0) * kept / n) + v for k, v in verify.energy_pj.items()}
+    once = float(plain.meta.get("energy_outside_layers_pj", 0.0))   # the ops outside the layers, every pass
+    share = (once + (plain.energy_pj.get("total", 0.0) - once) * kept / n) / plain.energy_pj["total"] \
+        if plain.energy_pj.get("total") else 0.0
+    energy = {k: sw.draft * plain.energy_pj.get(k, 0.0) * share + v for k, v in verify.energy_pj.items()}
     meta = dict(verify.meta, techniques=[str(t) for t in techniques], tokens_per_step=sw.tokens_per_step,
                 swift={"draft_passes": sw.draft, "draft_layers": kept, "draft_pass_s": draft_s,
                        "verification_s": verify.time_s})
     stages = {"draft": sw.draft * draft_s, **{f"verify_{k}": v for k, v in verify.stages.items()}}
     sched = [("npu", 0.0, sw.draft * draft_s, f"{sw.draft} SWIFT draft passes ({kept} of {n} layers)")] + [
         (track, t0 + sw.draft * draft_s, t1 + sw.draft * draft_s, label) for track, t0, t1, label in verify.schedule]
-    return IterationResult(system.name, model, batch.size, n, total, verify.freq_hz, stages, verify.sub_batch,
-                           verify.utilization, meta, sched, energy)
+    return IterationResult(verify.system, verify.model, verify.batch, n, total, verify.freq_hz, stages,
+                           verify.sub_batch, verify.utilization, meta, sched, energy)

@@ -39,18 +39,10 @@ from dataclasses import dataclass
 
 from sim.errors import LlmsimError
 from sim.techniques.base import Technique, register, replace_ops
-from sim.trace.formulas import attention_pairs
-from sim.trace.resize import attention_widths, copy_op, resized_attention
+from sim.trace.resize import attention_widths, copy_op, mask_extra_pairs, resized_attention
 from sim.trace.schema import Op, Trace
 
 LSE_BYTES = 4.0   # one fp32 log-sum-exp per query and head
-
-
-def mask_extra_pairs(op: Op) -> int:
-    """Pairs the op's mask adds to the causal/full one (a speculative tree), per sequence and head."""
-    e = op.extra
-    std = attention_pairs(int(e["q_len"]), int(e["kv_len"]), bool(e.get("causal", True)), e.get("sliding_window"))
-    return int(e.get("pairs", std)) - std
 
 
 def _with_lse(op: Op, part: str, prefix: int) -> Op:

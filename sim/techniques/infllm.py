@@ -28,8 +28,7 @@ from dataclasses import dataclass
 
 from sim.errors import LlmsimError
 from sim.techniques.base import Technique, register, replace_ops
-from sim.techniques.hydragen import mask_extra_pairs
-from sim.trace.resize import attention_widths, copy_op, resized_attention
+from sim.trace.resize import attention_widths, copy_op, mask_extra_pairs, resized_attention
 from sim.trace.schema import Op, Trace
 
 
@@ -80,13 +79,14 @@ class InfLLM(Technique):
         e = op.extra
         ctx = self.context(op)
         if ctx <= self.budget:
-            return [op]
+            # unchanged here, but marked: a decode iteration caps each request's own keys at the budget
+            return [copy_op(op, extra=dict(e, infllm="within_budget", budget=self.budget, context=ctx))]
         b, h, hkv, lq, d = (int(e[k]) for k in ("batch", "heads", "kv_heads", "q_len", "head_dim"))
         if lq >= self.budget:
             raise LlmsimError(f"--technique {self.name}: budget={self.budget}: {op.module}: expected more keys than "
                               f"the {lq} new tokens of a decode step")
         att = resized_attention(op, kv_len=self.budget, past=self.budget - lq, extra_pairs=mask_extra_pairs(op))
-        att = copy_op(att, extra=dict(att.extra, infllm="attention", context=ctx))
+        att = copy_op(att, extra=dict(att.extra, infllm="attention", budget=self.budget, context=ctx))
         blocks = math.ceil((ctx - self.init - self.local) / self.block)
         keys = blocks * self.reps
         act_bits, kv_bits = attention_widths(op)
@@ -100,5 +100,6 @@ class InfLLM(Technique):
             output_shapes=[[b, h, lq, keys]], output_dtypes=[dt], compute_dtype=op.compute_dtype,
             repeat=op.repeat, step=op.step, kv_bits=op.kv_bits,
             extra={"batch": b * hkv, "M": (h // hkv) * lq, "K": d, "N": keys, "blocks": blocks,
-                   "infllm": "retrieval"})
+                   "infllm": "retrieval", "block": self.block, "init": self.init, "local": self.local,
+                   "budget": self.budget})
         return [retrieval, att]

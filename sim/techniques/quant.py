@@ -194,8 +194,12 @@ def _quant_op(op: Op, w: float, w_eff: float | None, a: float, kv: float, act: f
     weights = _weight_inputs(op)
     if w and op.weight_bits is not None and op.bytes_weight:
         bias = min(_bias_bytes(op, weights), op.bytes_weight)
-        changes["bytes_weight"] = bias + (op.bytes_weight - bias) * w_eff / op.weight_bits
+        meta = float(op.extra.get("sparse24_meta_bytes", 0.0))    # 2:4 indices: fixed bits per kept weight
+        changes["bytes_weight"] = bias + meta + (op.bytes_weight - bias - meta) * w_eff / op.weight_bits
         changes["weight_bits"] = w_eff
+        if op.extra.get("sparse24"):
+            dense = float(op.extra.get("dense_bytes_weight", op.bytes_weight))
+            changes["extra"] = dict(op.extra, dense_bytes_weight=bias + (dense - bias) * w_eff / op.weight_bits)
     if a:
         changes["bytes_activation"] = rescale_activations(op, a, old_act, weights)
     if kv and (op.bytes_kv_read or op.bytes_kv_write):

@@ -84,6 +84,9 @@ class StructuredPruning(Technique):
             h, hkv = int(att.extra["heads"]), int(att.extra["kv_heads"])
             kh, kkv = self.kept_heads(h, hkv)
             head_frac, kv_frac = kh / h, kkv / hkv
+        if self.ffn < 1 and any(gemm_role(op) == "experts" for op in trace.ops):
+            raise LlmsimError(f"--technique {self.name}: ffn: pruning the FFN width of MoE experts is not modelled "
+                              f"({trace.meta.get('model')}; expected ffn=1 on an MoE model)")
         ops = []
         for op in trace.ops:
             role = gemm_role(op)

@@ -98,6 +98,9 @@ def verify_op(op: Op, t: int, batch: int | None, tree_extra: int = 0, name: str 
     if op.op_class == "attention":
         e = op.extra
         lq, lk = int(e["q_len"]), int(e["kv_len"])
+        if str(e.get("hydragen", "")).startswith("prefix"):
+            raise LlmsimError(f"--technique {name}: {op.module}: a shared-prefix attention (hydragen) is already in "
+                              f"the step: apply {name} before hydragen")
         if lq != 1:
             raise LlmsimError(f"--technique {name}: {op.module}: expected one new token per sequence in a decode "
                               f"step, found q_len={lq} (speculative techniques do not stack)")

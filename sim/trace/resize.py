@@ -10,7 +10,7 @@ import math
 
 import dataclasses
 
-from sim.trace.formulas import attention_cost
+from sim.trace.formulas import attention_cost, attention_pairs
 from sim.trace.schema import Op
 
 
@@ -113,3 +113,10 @@ def resized_attention(op: Op, *, batch: int | None = None, heads: int | None = N
     return copy_op(op, flops=cost.flops * scale, bytes_activation=cost.bytes_activation,
                    bytes_kv_read=cost.bytes_kv_read, extra=extra,
                    input_shapes=[[b, h, lq, d], [b, hkv, lk, d], [b, hkv, lk, dv]], output_shapes=[[b, lq, h, dv]])
+
+
+def mask_extra_pairs(op: Op) -> int:
+    """Pairs the op's mask adds to the causal/full one (a speculative tree), per sequence and head."""
+    e = op.extra
+    std = attention_pairs(int(e["q_len"]), int(e["kv_len"]), bool(e.get("causal", True)), e.get("sliding_window"))
+    return int(e.get("pairs", std)) - std
