@@ -327,12 +327,18 @@ def stage_times(system: SystemConfig, model: str, batch: Batch, channels: np.nda
             layer_npu_ops, layer_bytes = layer_npu_ops + att_ops, layer_bytes + att_b
         else:
             mha, pim, soft, pim_pj = pim_mha_seconds(system, att, lengths, channels, with_energy=True)
-    memory = npu.memory_config()
-    dram_pj = stream_pj_per_byte(memory) if memory is not None and memory.power is not None else 0.0
-    layer_pj = {"npu_pe": pe_energy_pj(npu, layer_npu_ops), "npu_dram": layer_bytes * dram_pj, "pim": pim_pj}
-    once_pj = {"npu_pe": pe_energy_pj(npu, once), "npu_dram": (head_b + tail_b) * dram_pj, "pim": 0.0}
+    layer_pj = {**npu_energy_pj(npu, layer_npu_ops, layer_bytes), "pim": pim_pj}
+    once_pj = {**npu_energy_pj(npu, once, head_b + tail_b), "pim": 0.0}
     return (Stages(qkv_s, mha, post_s, head_s, tail_s, pim, soft, layer_pj, once_pj,
                    float(trace.meta.get("tokens_per_step", 1.0))), n_layers, att)
+
+
+def npu_energy_pj(npu, ops: list[Op], dram_bytes: float) -> dict[str, float]:
+    """{"npu_pe", "npu_dram"} pJ of ``ops`` on the NPU that moved ``dram_bytes``: busy PE-cycles
+    (:func:`pe_energy_pj`) and the memory preset's streaming energy per byte (0 without IDD data)."""
+    memory = npu.memory_config()
+    per_byte = stream_pj_per_byte(memory) if memory is not None and memory.power is not None else 0.0
+    return {"npu_pe": pe_energy_pj(npu, ops), "npu_dram": dram_bytes * per_byte}
 
 
 def pe_energy_pj(npu, ops: list[Op]) -> float:

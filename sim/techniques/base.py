@@ -128,8 +128,4 @@ def _load_all() -> None:
     import importlib
 
     for mod in ("sparsity", "sparse24", "infllm", "speculative", "hydragen", "quant", "moe"):
-        try:
-            importlib.import_module(f"sim.techniques.{mod}")
-        except ModuleNotFoundError as exc:   # a technique module not written yet
-            if exc.name != f"sim.techniques.{mod}":
-                raise
+        importlib.import_module(f"sim.techniques.{mod}")

@@ -95,16 +95,13 @@ def _run(system: str, sysconf, trace, gpu: str | None) -> tuple[float, float]:
         # is slow on large decode batches (a tile per KV head and sequence)
         r = run_trace(sysconf.bitserial_config(), trace, "decode", engine="analytic", system=system)
         return r.time_s, r.energy_pj["total"] * 1e-12
-    from sim.memory.energy import stream_pj_per_byte
     from sim.npu.simulate import simulate_trace
-    from sim.systems.decode import pe_energy_pj
+    from sim.systems.decode import npu_energy_pj
 
     npu = sysconf.npu_config()
     res = simulate_trace(npu, trace, record_members=False)
-    mem = npu.memory_config()
     dram = sum(o.read_bytes + o.write_bytes for o in res.ops)
-    pj = pe_energy_pj(npu, trace.ops) + (dram * stream_pj_per_byte(mem) if mem is not None and mem.power else 0.0)
-    return res.time_s, pj * 1e-12
+    return res.time_s, sum(npu_energy_pj(npu, trace.ops, dram).values()) * 1e-12
 
 
 def _run_iteration(sysconf, model: str, batch: int, seq_len: int, layers: int | None, tech) -> tuple[float, float, float]:
