@@ -25,14 +25,22 @@ def test_neupims_layer_within_25_percent_and_order(cases):
     assert cases["neupims <= naive NPU+PIM <= NPU-only"].passed
 
 
+def test_npu_only_layer_with_the_reference_schedule(cases):
+    """NPU-only under the C++ simulator's own attention schedule (serial_gemv) is within 25%;
+    llmsim's tiled mapping of the same hardware is reported, far below it."""
+    c = cases["npu-only"]
+    assert c.passed and c.simulated == pytest.approx(4_644_920, rel=0.01)   # -21.8% against 5,937,042
+    tiled = cases["npu-only, llmsim's tiled attention mapping"]
+    assert tiled.passed is None and tiled.reference is None
+    assert tiled.simulated == pytest.approx(1_717_868, rel=0.01)
+
+
 # OPEN (docs/neupims-reference-notes.md): the C++ simulator's naive stage B is 3.7x its dual one with
-# no normal traffic to block (not explained by its stored code), and its NPU-only attention runs
-# every head's GEMV chain serially on one array pipeline; ours is 61% and 64% below.
-@pytest.mark.xfail(reason="naive NPU+PIM and NPU-only layer runs not yet within 25% of the C++ simulator",
-                   strict=True)
-@pytest.mark.parametrize("name", ["npu-pim-naive", "npu-only"])
-def test_naive_and_npu_only_within_25_percent(cases, name):
-    assert cases[name].passed, (cases[name].simulated, cases[name].reference)
+# no normal traffic to block (not explained by its stored code); ours is 59% below.
+@pytest.mark.xfail(reason="naive NPU+PIM layer run not yet within 25% of the C++ simulator", strict=True)
+def test_naive_within_25_percent(cases):
+    c = cases["npu-pim-naive"]
+    assert c.passed, (c.simulated, c.reference)
 
 
 def test_end_to_end_ratios_are_reported(cases):

@@ -410,6 +410,16 @@ class InterconnectConfig(Strict):
     latency_cycles: PositiveInt
 
 
+class NpuMapping(Strict):
+    """How ops are placed on the core (a compiler's choice, not a hardware parameter)."""
+
+    attention: Literal["tiled", "serial_gemv"] = Field(
+        "tiled", description="tiled: flash-attention tiles over all arrays (sim.npu.mapping.plan_attention); "
+                             "serial_gemv: NeuPIMs' C++ simulator's FusedMHA schedule (one request per tile, "
+                             "every head's q.K^T, softmax and p.V in order on one in-order compute pipeline), "
+                             "for comparisons with that simulator only")
+
+
 class NpuConfig(Strict):
     kind: Literal["npu"]
     name: str
@@ -424,6 +434,7 @@ class NpuConfig(Strict):
         None, description="on-chip buffers; none: unbounded (a pure array model such as SCALE-Sim's)")
     dma: DmaConfig | None = None
     interconnect: InterconnectConfig | None = None
+    mapping: NpuMapping = Field(default_factory=NpuMapping, description="op placement choices")
     memory: str | None = Field(description="bundled memory config name or path; null: ideal memory that "
                                            "never stalls the arrays (SCALE-Sim comparisons)")
     # ``key.path=value`` overrides of the memory config, set by a system (``overrides.memory``)

@@ -189,6 +189,10 @@ def _operand_budget(core: CoreBuffers) -> float:
 
 
 def plan_attention(npu: NpuConfig, core: CoreBuffers, op: Op) -> OpPlan:
+    if npu.mapping.attention == "serial_gemv":
+        return plan_attention_serial_gemv(npu, core, op)
+    if op.extra.get("kv_len_counts"):
+        raise ValueError(f"{op.module}: a ragged attention op (kv_len_counts) needs mapping.attention serial_gemv")
     core = core_for_bits(npu, core, op.kv_bits)   # K and V are the arrays' stationary operands
     e = op.extra
     b, h, hkv = int(e["batch"]), int(e["heads"]), int(e["kv_heads"])
@@ -237,6 +241,60 @@ def plan_attention(npu: NpuConfig, core: CoreBuffers, op: Op) -> OpPlan:
         runs += _merge_runs([(1, t) for t in tiles])
     plan = OpPlan(op, "array", _merge_runs(runs), {"query_block": qb, "key_chunk": lc}, repeat=b * hkv,
                   fill_cycles=pipeline_fill_cycles(core))
+    _check_bytes(plan, op)
+    return plan
+
+
+def serial_gemv_head_cycles(npu: NpuConfig, core: CoreBuffers, q_len: int, kv_len: int) -> int:
+    """Core cycles one head adds to NeuPIMs' FusedMHA chain (casys-kaist/NeuPIMs, commit 57617ee:
+    src/operations/FusedMHA.cc builds the instructions, src/NeuPIMSystolicWS.cc times them).
+
+    One in-order compute pipeline (R x C arrays; the ``count`` arrays only divide streamed rows):
+    an instruction takes R + C - 2 + max(size, 4) cycles from its start; a GEMM_PRELOAD starts
+    2R - 1 after issue on an empty pipeline, R after the previous instruction's start otherwise;
+    an instruction issues when its operands are in the buffers. Per head:
+
+    * q.K^T, a GEMM_PRELOAD of streamed size q_len x L / count (integer division), starts R after
+      the previous head's last p.V block and finishes R + C - 2 + max(size, 4) later;
+    * the softmax over L on a vector unit (their formula, :func:`sim.npu.vector.vector_cycles`)
+      waits for it;
+    * p.V: ceil((L + 127) / 128) GEMM_PRELOADs (their loop ``for (ii = 0; ii < L + 127; ii += 128)``,
+      with 128 = R here), the first 2R - 1 after the softmax (the pipeline has drained), the others
+      R apart; the next head's q.K^T starts R after the last.
+
+    So a head adds R + C - 2 + max(q_len L // count, 4) + softmax(L) + 2R - 1 + R x blocks."""
+    r, c = core.rows, core.cols
+    qk = r + c - 2 + max(q_len * kv_len // core.arrays, 4)
+    soft = vector_cycles(npu, "softmax", q_len, kv_len).cycles
+    blocks = math.ceil((kv_len + r - 1) / r)
+    return qk + soft + 2 * r - 1 + r * blocks
+
+
+def plan_attention_serial_gemv(npu: NpuConfig, core: CoreBuffers, op: Op) -> OpPlan:
+    """NeuPIMs' C++ simulator's NPU attention (``mapping.attention: serial_gemv``), for comparisons
+    with that simulator: one tile per request holding all its heads (their scratchpad size comes
+    from a 134 MB key, so every request fits), loaded while the previous request computes; the
+    tile's heads run :func:`serial_gemv_head_cycles` one after another on the arrays, which the
+    in-order issue keeps from starting other work while a softmax runs. Not a schedule a real NPU
+    compiler would choose: the heads and requests are independent. A ragged op (``kv_len_counts``:
+    [[L, requests], ...], :func:`sim.systems.decode.ragged_attention_op`) runs its requests as one
+    op, as their FusedMHA does; the first preload and the last drain (about 400 cycles per op) are
+    left out, as they are once per iteration there."""
+    e = op.extra
+    h, hkv, lq = int(e["heads"]), int(e["kv_heads"]), int(e["q_len"])
+    d, dv = int(e["head_dim"]), int(e["v_head_dim"])
+    groups = [(int(L), int(n)) for L, n in (e.get("kv_len_counts") or [[e["kv_len"], e["batch"]]])]
+    requests = sum(n for _, n in groups)
+    out_bytes = _out_bytes(op)
+    elem = out_bytes / (requests * h * lq * dv)
+    q_bytes = h * lq * d * elem                          # per request
+    keys = hkv * sum(L * n for L, n in groups)
+    kv_per_key = max(0.0, op.bytes - out_bytes - requests * q_bytes) / keys if keys else 0.0
+    runs = []
+    for L, n in groups:
+        cycles = h * serial_gemv_head_cycles(npu, core, lq, L)
+        runs.append((n, Tile(q_bytes + hkv * L * kv_per_key, (("array", cycles, core.arrays),), out_bytes / requests)))
+    plan = OpPlan(op, "array", _merge_runs(runs), {"mapping": "serial_gemv", "requests": requests})
     _check_bytes(plan, op)
     return plan
 

@@ -200,6 +200,23 @@ def attention_ops(template: Op, lengths: np.ndarray) -> list[Op]:
     return ops
 
 
+def ragged_attention_op(template: Op, lengths: np.ndarray) -> Op:
+    """The whole batch's attention as one op over requests of different KV lengths: the sums of
+    :func:`attention_ops`' FLOPs and bytes, ``extra["kv_len_counts"]`` = [[length, requests], ...].
+    Only the ``serial_gemv`` NPU mapping places it (NeuPIMs' FusedMHA runs the batch as one op)."""
+    from sim.trace.resize import copy_op
+
+    ops = attention_ops(template, lengths)
+    counts = [[int(op.extra["kv_len"]), int(op.extra["batch"])] for op in ops]
+    total = lambda f: float(sum(getattr(op, f) for op in ops))  # noqa: E731
+    e = template.extra
+    b, h, lq, d, dv = int(len(lengths)), int(e["heads"]), int(e["q_len"]), int(e["head_dim"]), int(e["v_head_dim"])
+    return copy_op(ops[-1], flops=total("flops"), bytes_activation=total("bytes_activation"),
+                   bytes_kv_read=total("bytes_kv_read"), bytes_kv_write=total("bytes_kv_write"),
+                   bytes_weight=total("bytes_weight"), input_shapes=[[b, h, lq, d]], output_shapes=[[b, lq, h, dv]],
+                   extra=dict(ops[-1].extra, batch=b, kv_len=int(max(lengths)), kv_len_counts=counts))
+
+
 # ------------------------------------------------------------------------------------ components
 def npu_run(npu, ops: list[Op], bandwidth_share: float = 1.0) -> tuple[float, float]:
     """(seconds, DRAM read + write bytes) of ``ops`` one after another on the NPU simulator."""
@@ -322,7 +339,8 @@ def stage_times(system: SystemConfig, model: str, batch: Batch, channels: np.nda
     layer_npu_ops, layer_bytes, pim_pj = pre + post, qkv_b + post_b, 0.0
     if att is not None:
         if system.pim is None:
-            att_ops = attention_ops(att, lengths)
+            att_ops = (([ragged_attention_op(att, lengths)] if len(lengths) else [])
+                       if npu.mapping.attention == "serial_gemv" else attention_ops(att, lengths))
             mha, att_b = npu_run(npu, att_ops)
             layer_npu_ops, layer_bytes = layer_npu_ops + att_ops, layer_bytes + att_b
         else:
