@@ -130,14 +130,14 @@ class BatchResult:
 
 
 def run_attention_batch(memory, seq_lens, channels, head_dim: int = 128, heads: int = 1,
-                        fast: bool = True) -> BatchResult:
+                        fast: bool = True, phases: tuple[str, ...] = ("score", "context")) -> BatchResult:
     """Decode attention of a batch on PIM: each request's q.K^T then p.V on its own channel (the
     softmax between them runs elsewhere, on the NPU, and is not timed here); channels run in
     parallel, a channel's requests one after another. ``seq_lens`` are KV lengths.
 
     ``fast`` issues each run of COMPs or READRESs as one event (:func:`~sim.memory.engine.run_runs`; the same
     cycles as the command-level path, tested); ``fast=False`` issues every command
-    (:func:`run_program`)."""
+    (:func:`run_program`). ``phases``: the kernels each request runs, in order."""
     by_channel: dict[int, list[int]] = {}
     for length, ch in zip(seq_lens, channels):
         by_channel.setdefault(int(ch), []).append(int(length))
@@ -149,7 +149,7 @@ def run_attention_batch(memory, seq_lens, channels, head_dim: int = 128, heads: 
     commands = 0
     arrays: dict[tuple[int, str], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     for ch, lengths in sorted(by_channel.items()):
-        keys = [(length, phase) for length in lengths for phase in ("score", "context")]
+        keys = [(length, phase) for length in lengths for phase in phases]
         if fast:  # rows only name the PIM row a G_ACT opens: timing does not depend on them
             for length, phase in keys:
                 if (length, phase) not in arrays:  # heads repeat one head's program: build it once

@@ -13,10 +13,26 @@ from sim.config.paths import find_bundled
 from sim.errors import LlmsimError
 
 
+class PimIssue(Strict):
+    """NeuPIMs' C++ simulator's PIM instruction front end, for comparisons with that simulator only
+    (``sim.systems.pim_frontend``): the NPU core hands out ``instructions_per_cycle`` PIM
+    instructions per core cycle for all channels together, the batch's requests in channel order,
+    in the kernel shapes of ``kernel``. Absent: every channel receives its commands as fast as it
+    can take them (hardware: a command bus per channel)."""
+
+    instructions_per_cycle: int = Field(1, gt=0, description="PIM instructions the core issues per core cycle, "
+                                                             "all channels together")
+    kernel: Literal["newton", "fused"] = Field(
+        description="instruction shapes: newton, a COMP per 16 MACs and a READRES per head and tile; fused, "
+                    "NeuPIMs' COMPS_READRES (one per head and tile)")
+
+
 class PimUse(Strict):
     """How the system uses the PIM banks of its NPU's memory (the memory preset's ``pim`` block)."""
 
     row_buffers: Literal[1, 2] = Field(description="1: blocked PIM (one row buffer per bank); 2: NeuPIMs' dual row buffers")
+    issue: PimIssue | None = Field(None, description="NeuPIMs' C++ simulator's PIM instruction front end (for "
+                                                     "comparisons with it); absent: no front-end limit")
 
 
 class WeightPrecision(Strict):

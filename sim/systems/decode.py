@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from sim.errors import LlmsimError
 from sim.memory.energy import stream_pj_per_byte
 from sim.systems.config import SystemConfig
 from sim.systems.requests import Batch
@@ -175,8 +176,6 @@ def technique_lengths(att: Op, lengths: np.ndarray) -> np.ndarray:
     if e.get("hydragen") == "suffix":
         p = int(e["prefix"])
         if int(out.min()) <= p:
-            from sim.errors import LlmsimError
-
             raise LlmsimError(f"--technique hydragen: prefix={p}: a request of the batch has only {int(out.min())} "
                               "tokens (expected more than the shared prefix)")
         out = out - p
@@ -275,16 +274,29 @@ def pim_mha_seconds(system: SystemConfig, template: Op, lengths: np.ndarray, cha
     # a step over several new tokens per sequence (speculative verification) runs one GEMV per query:
     # q_len passes of the one-query kernels, back to back on each channel
     lq = int(e.get("q_len", 1))
+    mem_hz = memory.freq_hz
+    npu_hz = npu.freq_mhz * 1e6
+    rows = hkv * g * lq
+    soft = {int(L): vector_cycles(npu, "softmax", rows, int(L)).cycles / npu_hz for L in np.unique(lengths)}
+    if system.pim.issue is not None:   # NeuPIMs' C++ simulator's instruction front end (comparisons only)
+        from sim.systems.pim_frontend import serial_issue_mha
+
+        if lq > 1:
+            raise LlmsimError(f"{system.name}: pim.issue: the reference front end runs one query per request")
+        mha, pim_s, counts = serial_issue_mha(system, lengths, channels, d, hkv * g, soft)
+        soft_total = sum(soft[int(L)] for L in lengths)
+        out = (mha, pim_s, soft_total)
+        if with_energy:
+            from sim.memory.energy import counts_energy
+
+            return out + (counts_energy(memory, counts).total_pj if memory.power is not None else 0.0,)
+        return out
     res = run_attention_batch(memory, lengths.tolist(), channels.tolist(), d, hkv * g)
     if lq > 1:
         res = dataclasses.replace(res, cycles=res.cycles * lq,
                                   channel_cycles={c: v * lq for c, v in res.channel_cycles.items()},
                                   commands=res.commands * lq,
                                   command_counts={k: v * lq for k, v in res.command_counts.items()})
-    mem_hz = memory.freq_hz
-    npu_hz = npu.freq_mhz * 1e6
-    rows = hkv * g * int(e.get("q_len", 1))
-    soft = {int(L): vector_cycles(npu, "softmax", rows, int(L)).cycles / npu_hz for L in np.unique(lengths)}
     per_channel = dict.fromkeys(res.channel_cycles, 0.0)
     for L, c in zip(lengths, channels):
         per_channel[int(c)] += soft[int(L)]
@@ -314,15 +326,11 @@ def stage_times(system: SystemConfig, model: str, batch: Batch, channels: np.nda
 
         for t in techniques:
             if (parse_technique(t) if isinstance(t, str) else t).name == "swift":
-                from sim.errors import LlmsimError
-
                 raise LlmsimError("--technique swift: stage_times runs one step by identical layers; "
                                   "decode_iteration splits SWIFT into its verification and draft passes")
         trace = apply_techniques(trace, list(techniques))
     pre, att, post, head, tail, n_layers = split_layer(trace)
     if techniques and system.pim is not None and att is not None and att.kv_bits not in (None, 16):
-        from sim.errors import LlmsimError
-
         raise LlmsimError(f"--technique: {system.name}: PIM attention runs on an fp16 KV cache (NeuPIMs' PIM "
                           f"units multiply fp16), found {att.kv_bits:g}-bit KV")
     lengths = technique_lengths(att, batch.lengths) if att is not None else batch.lengths
@@ -437,8 +445,6 @@ def decode_iteration(system: SystemConfig, model: str, batch: Batch, tp: int = 1
 
     use_sub = system.sub_batch if sub_batch is None else sub_batch
     if use_sub and system.pim is None:
-        from sim.errors import LlmsimError
-
         raise LlmsimError(f"--sub-batch: on needs a system with PIM ({system.name} has none)")
     npu = system.npu_config()
     freq = npu.freq_mhz * 1e6

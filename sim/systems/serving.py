@@ -199,6 +199,9 @@ class CostModel:
         else:
             self.npu = self.system.npu_config()
             self.freq_hz = self.npu.freq_mhz * 1e6
+        if self.pim and self.system.pim.issue is not None:
+            raise LlmsimError(f"{self.system.name}: pim.issue: NeuPIMs' simulator front end is modelled for one "
+                              "decode iteration (llmsim simulate), not for serving runs")
         if self.pim:
             from sim.systems.decode import npu_bandwidth_share
 
