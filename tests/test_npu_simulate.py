@@ -105,3 +105,20 @@ def test_simulate_cli_json_keys(tmp_path):
 ])
 def test_simulate_bad_input_is_one_line(args, field):
     assert_one_line_error(run_cli("simulate", *args), field)
+
+
+def test_decode_attention_units_share_the_arrays(traced, npu):
+    """A decode GEMV with fewer folds than arrays leaves arrays idle; tiles of several (sequence,
+    KV head) units fill them, so decode attention at a few hundred keys streams K/V at near the
+    memory's rate (the trace's bytes at the sustained read rate, plus the op's fill and first load)."""
+    from sim.npu.mapping import core_buffers, plan_attention
+
+    tr = traced("gpt3-7b", phase="decode", batch=64, seq_len=299, layers=1, tp=4)
+    att = next(o for o in tr.ops if o.op_class == "attention")
+    plan = plan_attention(npu, core_buffers(npu, 1000.0), att)
+    # 300 keys: 3 Q.K^T and 3 P.V folds per unit; 2 units fill 6 + 6 of 8 + 8 fold slots, 3 units
+    # 9 + 9 of 16 + 16; 512 KiB of operand budget holds 3 units of 150 KB
+    assert plan.detail["units_per_tile"] == 2 and plan.tiles == 64 * 8 // 2
+    res = simulate_trace(npu, type(tr)(meta=tr.meta, ops=[att]), max_chunks=16)
+    o = res.ops[0]
+    assert 1.0 <= o.score <= 1.15, o.score

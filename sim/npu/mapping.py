@@ -239,10 +239,49 @@ def plan_attention(npu: NpuConfig, core: CoreBuffers, op: Op) -> OpPlan:
         last = tiles[-1]
         tiles[-1] = Tile(last.load_bytes, last.phases, rows * dv * elem)
         runs += _merge_runs([(1, t) for t in tiles])
-    plan = OpPlan(op, "array", _merge_runs(runs), {"query_block": qb, "key_chunk": lc}, repeat=b * hkv,
-                  fill_cycles=pipeline_fill_cycles(core))
+    units, repeat = b * hkv, b * hkv
+    detail = {"query_block": qb, "key_chunk": lc}
+    if len(runs) == 1 and runs[0][0] == 1 and units > 1:
+        # one tile per (sequence, KV head): a decode GEMV whose folds may leave arrays idle; tiles
+        # of several units fill them (the units are independent)
+        runs, per = _grouped_units(npu, core, runs[0][1], units, rows, hi - lo, d, dv)
+        repeat, detail["units_per_tile"] = 1, per
+    plan = OpPlan(op, "array", _merge_runs(runs), detail, repeat=repeat, fill_cycles=pipeline_fill_cycles(core))
     _check_bytes(plan, op)
     return plan
+
+
+def _grouped_units(npu: NpuConfig, core: CoreBuffers, one: Tile, units: int, rows: int, keys: int, d: int,
+                   dv: int) -> tuple[list[tuple[int, Tile]], int]:
+    """Tiles of ``per`` independent attention units (one sequence and KV head each, all of one
+    shape: ``rows`` query rows against ``keys`` keys, in the single tile ``one``) with their folds
+    spread over the arrays together: a unit whose Q.K^T has fewer folds than there are arrays
+    leaves the rest idle, and a tile holds the array group. ``per``: the number of units, within
+    the operand budget and half the accumulator (the scores), whose Q.K^T and P.V folds fill the
+    arrays' rounds best (the larger on a tie). Returns the runs and ``per``."""
+    fq = -(-keys // core.cols) * -(-d // core.rows)      # folds of one unit's Q.K^T (keys stationary)
+    fv = -(-keys // core.rows) * -(-dv // core.cols)     # and of its P.V
+    by_spad = int(_operand_budget(core) // max(one.load_bytes, 1e-9))
+    by_acc = int(core.accumulator_bytes / 2 // max(1, rows * keys * core.acc_element_bytes))
+    limit = max(1, min(units, by_spad, by_acc, 4 * core.arrays))
+    a = core.arrays
+
+    def packing(n: int) -> float:   # folds run / fold slots taken
+        return n * (fq + fv) / ((-(-n * fq // a) + -(-n * fv // a)) * a)
+
+    per = max(range(1, limit + 1), key=lambda n: (round(packing(n), 9), n))
+    if per == 1:
+        return [(units, one)], 1
+
+    def tile(n: int) -> Tile:
+        # n units side by side: each keeps its own folds (keys and dv padded to whole folds)
+        kp, dp = -(-keys // core.cols) * core.cols, -(-dv // core.cols) * core.cols
+        sm = vector_cycles(npu, "softmax", n * rows, keys)
+        return Tile(n * one.load_bytes, (array_phase(core, rows, d, n * kp), ("vector", sm.cycles, sm.units_used),
+                                          array_phase(core, rows, keys, n * dp)), n * one.store_bytes)
+
+    full, rest = divmod(units, per)
+    return [(full, tile(per))] + ([(1, tile(rest))] if rest else []), per
 
 
 def serial_gemv_head_cycles(npu: NpuConfig, core: CoreBuffers, q_len: int, kv_len: int) -> int:
