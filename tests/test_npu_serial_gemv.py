@@ -53,10 +53,27 @@ def test_one_tile_per_request_and_bytes_conserved(npu, template):
     assert max(loads.values()) > 15 * min(loads.values())
 
 
-def test_tiled_mapping_refuses_a_ragged_op(template):
+def test_tiled_mapping_runs_a_ragged_op_as_one_kernel(template):
+    """The tiled mapping places a ragged op's lengths one after another in one op: the same tiles
+    as the per-length ops (bytes and array cycles), one pipeline fill instead of one per length."""
+    from sim.systems.decode import npu_run
+
     npu = load_hw("neupims-npu")
-    with pytest.raises(ValueError, match="serial_gemv"):
-        plan_attention(npu, core_buffers(npu, 1024.0), ragged_attention_op(template, np.array([10, 20])))
+    core = core_buffers(npu, 1024.0)
+    lengths = np.array([5, 100, 100, 700, 2000, 2000, 2000])
+    ragged = plan_attention(npu, core, ragged_attention_op(template, lengths))
+    parts = [plan_attention(npu, core, o) for o in attention_ops(template, lengths)]
+    assert ragged.read_bytes == pytest.approx(sum(p.read_bytes for p in parts))
+    assert ragged.write_bytes == pytest.approx(sum(p.write_bytes for p in parts))
+    assert ragged.tiles == sum(p.tiles for p in parts)
+
+    def array_cycles(plan):
+        return plan.repeat * sum(c * sum(cy for u, cy, _ in t.phases if u == "array") for c, t in plan.runs)
+
+    assert array_cycles(ragged) == sum(array_cycles(p) for p in parts)
+    one, _ = npu_run(npu, [ragged_attention_op(template, lengths)])
+    each, _ = npu_run(npu, attention_ops(template, lengths))
+    assert one < each
 
 
 def test_serial_attention_is_compute_bound_and_slower_than_tiled(template):

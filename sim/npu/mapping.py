@@ -4,7 +4,7 @@ load, compute phases on the arrays or the vector units, and a DMA store.
 | op class | placement |
 |---|---|
 | gemm | systolic arrays, tiled by :mod:`sim.npu.tiler` (batched GEMMs: one tiling per batch element) |
-| attention | per (batch, KV head, query block, key chunk): Q.K^T on the arrays, softmax on the vector units, P.V on the arrays; K/V chunks streamed (flash-attention style, online softmax), scores stay on chip |
+| attention | per (batch, KV head, query block, key chunk): Q.K^T on the arrays, softmax on the vector units, P.V on the arrays; K/V chunks streamed (flash-attention style, online softmax), scores stay on chip; decode units that would leave arrays idle share tiles; a ragged batch (``kv_len_counts``) is one op |
 | norm, softmax, elementwise, reduction, moe_routing, other | vector units (:mod:`sim.npu.vector`) |
 | copy, kv_cache, embedding, moe_gather, allreduce | DMA only (data moves, nothing computes; a one-device run has no link, so an all-reduce is its memory traffic) |
 
@@ -189,21 +189,52 @@ def _operand_budget(core: CoreBuffers) -> float:
 
 
 def plan_attention(npu: NpuConfig, core: CoreBuffers, op: Op) -> OpPlan:
+    """Attention tiles (module doc). A ragged op (``kv_len_counts``: [[L, sequences], ...], the
+    batch of a decode iteration, :func:`sim.systems.decode.ragged_attention_op`) runs each length's
+    tiles one after another in one op, as one variable-length kernel would: the pipeline fills and
+    the first tile loads once, not once per length."""
     if npu.mapping.attention == "serial_gemv":
         return plan_attention_serial_gemv(npu, core, op)
-    if op.extra.get("kv_len_counts"):
-        raise ValueError(f"{op.module}: a ragged attention op (kv_len_counts) needs mapping.attention serial_gemv")
     core = core_for_bits(npu, core, op.kv_bits)   # K and V are the arrays' stationary operands
     e = op.extra
-    b, h, hkv = int(e["batch"]), int(e["heads"]), int(e["kv_heads"])
-    lq, lk, d, dv = int(e["q_len"]), int(e["kv_len"]), int(e["head_dim"]), int(e["v_head_dim"])
-    causal, window = bool(e.get("causal")), e.get("sliding_window")
-    g = h // hkv
+    h, hkv = int(e["heads"]), int(e["kv_heads"])
+    lq, d, dv = int(e["q_len"]), int(e["head_dim"]), int(e["v_head_dim"])
+    groups = [(int(L), int(n)) for L, n in (e.get("kv_len_counts") or [[e["kv_len"], e["batch"]]])]
+    b = sum(n for _, n in groups)
     out_bytes = _out_bytes(op)
     elem = out_bytes / (b * h * lq * dv)        # activation width as traced
     q_bytes = b * h * lq * d * elem
     kv_total = max(0.0, op.bytes - out_bytes - q_bytes)
-    kv_per_key = kv_total / (b * hkv * lk) if lk else 0.0   # K and V bytes of one key of one KV head
+    keys = hkv * sum(L * n for L, n in groups)
+    kv_per_key = kv_total / keys if keys else 0.0   # K and V bytes of one key of one KV head
+    runs: list[tuple[int, Tile]] = []
+    detail: dict = {}
+    repeat = 1
+    for lk, n in groups:
+        unit, detail, rows, seen = _unit_tiles(npu, core, e, lq, lk, h // hkv, d, dv, kv_per_key, elem)
+        units = n * hkv
+        if len(unit) == 1 and unit[0][0] == 1 and units > 1:
+            # one tile per (sequence, KV head): a decode GEMV whose folds may leave arrays idle;
+            # tiles of several units fill them (the units are independent)
+            grouped, per = _grouped_units(npu, core, unit[0][1], units, rows, seen, d, dv)
+            runs += grouped
+            detail["units_per_tile"] = per
+        elif len(groups) == 1:
+            runs, repeat = unit, units          # the unit's pattern, played once per unit
+        else:
+            runs += unit * units
+    if len(groups) > 1:
+        detail = {"lengths": len(groups), "sequences": b}
+    plan = OpPlan(op, "array", _merge_runs(runs), detail, repeat=repeat, fill_cycles=pipeline_fill_cycles(core))
+    _check_bytes(plan, op)
+    return plan
+
+
+def _unit_tiles(npu: NpuConfig, core: CoreBuffers, e: dict, lq: int, lk: int, g: int, d: int, dv: int,
+                kv_per_key: float, elem: float) -> tuple[list[tuple[int, Tile]], dict, int, int]:
+    """The tiles of one (sequence, KV head) unit with ``lk`` keys: (runs, detail, query rows and
+    keys of the last query block)."""
+    causal, window = bool(e.get("causal")), e.get("sliding_window")
     budget = _operand_budget(core)
     acc_elem = core.acc_element_bytes
     # query block and key chunk: the largest query block whose key chunks still give every array
@@ -222,11 +253,13 @@ def plan_attention(npu: NpuConfig, core: CoreBuffers, op: Op) -> OpPlan:
     lc = math.ceil(lk / math.ceil(lk / lc))     # balanced chunks
     past = lk - lq
     runs: list[tuple[int, Tile]] = []
+    rows = seen = 0
     for q0 in range(0, lq, qb):
         q1 = min(lq, q0 + qb)
         rows = (q1 - q0) * g
         hi = min(lk, past + q1) if causal else lk
         lo = max(0, past + q0 + 1 - window) if (causal and window) else 0
+        seen = hi - lo
         tiles = []
         for c0 in range((lo // lc) * lc, hi, lc):
             keys = min(lc, hi - c0)
@@ -239,16 +272,7 @@ def plan_attention(npu: NpuConfig, core: CoreBuffers, op: Op) -> OpPlan:
         last = tiles[-1]
         tiles[-1] = Tile(last.load_bytes, last.phases, rows * dv * elem)
         runs += _merge_runs([(1, t) for t in tiles])
-    units, repeat = b * hkv, b * hkv
-    detail = {"query_block": qb, "key_chunk": lc}
-    if len(runs) == 1 and runs[0][0] == 1 and units > 1:
-        # one tile per (sequence, KV head): a decode GEMV whose folds may leave arrays idle; tiles
-        # of several units fill them (the units are independent)
-        runs, per = _grouped_units(npu, core, runs[0][1], units, rows, hi - lo, d, dv)
-        repeat, detail["units_per_tile"] = 1, per
-    plan = OpPlan(op, "array", _merge_runs(runs), detail, repeat=repeat, fill_cycles=pipeline_fill_cycles(core))
-    _check_bytes(plan, op)
-    return plan
+    return runs, {"query_block": qb, "key_chunk": lc}, rows, seen
 
 
 def _grouped_units(npu: NpuConfig, core: CoreBuffers, one: Tile, units: int, rows: int, keys: int, d: int,

@@ -202,7 +202,7 @@ def attention_ops(template: Op, lengths: np.ndarray) -> list[Op]:
 def ragged_attention_op(template: Op, lengths: np.ndarray) -> Op:
     """The whole batch's attention as one op over requests of different KV lengths: the sums of
     :func:`attention_ops`' FLOPs and bytes, ``extra["kv_len_counts"]`` = [[length, requests], ...].
-    Only the ``serial_gemv`` NPU mapping places it (NeuPIMs' FusedMHA runs the batch as one op)."""
+    The NPU runs it as one variable-length kernel (:func:`sim.npu.mapping.plan_attention`)."""
     from sim.trace.resize import copy_op
 
     ops = attention_ops(template, lengths)
@@ -347,8 +347,7 @@ def stage_times(system: SystemConfig, model: str, batch: Batch, channels: np.nda
     layer_npu_ops, layer_bytes, pim_pj = pre + post, qkv_b + post_b, 0.0
     if att is not None:
         if system.pim is None:
-            att_ops = (([ragged_attention_op(att, lengths)] if len(lengths) else [])
-                       if npu.mapping.attention == "serial_gemv" else attention_ops(att, lengths))
+            att_ops = [ragged_attention_op(att, lengths)] if len(lengths) else []
             mha, att_b = npu_run(npu, att_ops)
             layer_npu_ops, layer_bytes = layer_npu_ops + att_ops, layer_bytes + att_b
         else:

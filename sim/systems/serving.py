@@ -31,9 +31,8 @@ through ``decode_iteration`` (mostly tracing), and a run has thousands, so its p
 * PIM MHA: the PIM cycles of one request are simulated once per distinct length
   (:func:`sim.systems.channels.request_pim_cycles`); a channel runs its requests one after another,
   so its time is their sum (plus the NPU softmaxes, as in :func:`~sim.systems.decode.pim_mha_seconds`).
-* MHA on the NPU (``npu-only``): ``decode_iteration`` runs one attention op per distinct length
-  (its requests the op's batch); the time of an op of ``count`` requests is simulated on a grid of
-  lengths (exact <= 32, then every 16) and interpolated; the batch's MHA is the sum.
+* MHA on the NPU (``npu-only``): as in ``decode_iteration``, the batch's attention is one
+  variable-length op, simulated every iteration (about 10 ms; not memoised).
 * GPU decode: the non-attention ops' time is cached on the same batch grid; the variable-length
   attention op is rebuilt from per-length FLOPs / bytes each iteration and timed by the GPU model.
 * Prefill: one layer (a ``layers=1`` trace, ~20 ms to trace) cached per exact (prompt count, mean
@@ -218,11 +217,10 @@ class CostModel:
         self._att_flops = np.full(n, -1.0)              # GPU varlen attention parts per length
         self._att_act = np.full(n, -1.0)
         self._npu_stage: dict[tuple[int, float], np.ndarray] = {}
-        self._npu_att: dict[tuple[int, int], np.ndarray] = {}
         self._prefill: dict[tuple[int, int], np.ndarray] = {}
         self._prefill_ht: dict[tuple[int, int], np.ndarray] = {}
         self._gpu_base: dict[int, tuple] = {}
-        self.stats = {"npu_stage_points": 0, "npu_attention_points": 0, "prefill_points": 0, "pim_lengths": 0}
+        self.stats = {"npu_stage_points": 0, "npu_attention_runs": 0, "prefill_points": 0, "pim_lengths": 0}
 
     # ------------------------------------------------------------------ traces (deduplicated)
     def _ops(self, phase: str, batch: int, seq_len: int, layers: int | None | str = "cfg") -> tuple:
@@ -275,32 +273,16 @@ class CostModel:
         """[qkv s, post s, head s, tail s, layer bytes, head+tail bytes] of a (sub-)batch."""
         return self._batch_grid(batch, lambda b: self._stage_point(b, share))
 
-    def _att_point(self, count: int, length: int) -> np.ndarray:
-        key = (count, length)
-        if key not in self._npu_att:
-            from sim.systems.decode import attention_ops
-
-            ops = attention_ops(self.att_template, np.full(count, length, np.int64))
-            self._npu_att[key] = np.array(self._npu_run(ops))
-            self.stats["npu_attention_points"] += 1
-        return self._npu_att[key]
-
     def npu_attention(self, lengths: np.ndarray) -> tuple[float, float]:
-        """(seconds, bytes) of one layer's MHA on the NPU: as ``decode_iteration``, one op per
-        distinct length (its requests the op's batch), one after another; an op's time is
-        interpolated between the length grid points (exact <= 32, then every 16)."""
+        """(seconds, bytes) of one layer's MHA on the NPU: as ``decode_iteration``, the batch's
+        attention as one variable-length op, simulated each iteration (~10 ms: the lengths differ
+        from one iteration to the next)."""
         if len(lengths) == 0:
             return 0.0, 0.0
-        uniq, counts = np.unique(lengths, return_counts=True)
-        tot = np.zeros(2)
-        for length, c in zip(uniq.tolist(), counts.tolist()):
-            if length <= 32 or length % 16 == 0:
-                tot += self._att_point(c, length)
-            else:
-                lo = (length // 16) * 16
-                w = (length - lo) / 16
-                tot += self._att_point(c, lo) * (1 - w) + self._att_point(c, lo + 16) * w
-        return float(tot[0]), float(tot[1])
+        from sim.systems.decode import ragged_attention_op
+
+        self.stats["npu_attention_runs"] += 1
+        return self._npu_run([ragged_attention_op(self.att_template, np.asarray(lengths, np.int64))])
 
     # ------------------------------------------------------------------ per-length tables
     def _fill(self, lengths: np.ndarray) -> None:
