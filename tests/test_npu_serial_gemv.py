@@ -103,3 +103,22 @@ def test_mapping_from_the_cli_and_its_errors():
                           "mapping.attention")
     out = run_cli(*base, "--set", "mapping.attention=serial_gemv", "--json")
     assert out.returncode == 0, out.stderr
+
+
+def test_ragged_op_sums_the_per_length_counts(template):
+    lengths = np.array([7, 7, 300, 1500])
+    op = ragged_attention_op(template, lengths)
+    parts = attention_ops(template, lengths)
+    for k in ("flops_qk", "flops_sv", "softmax_flops", "pairs", "cached_tokens_read"):
+        assert op.extra[k] == pytest.approx(sum(p.extra[k] for p in parts)), k
+    assert len(op.input_shapes) == len(op.input_dtypes) == 3
+
+
+def test_serial_gemv_is_decode_only_and_packing_is_decode_only(traced):
+    out = run_cli("simulate", "--system", "npu-only", "--model", "gpt3-7b", "--layers", "1", "--batch", "2",
+                  "--phase", "prefill", "--seq-len", "64", "--set", "mapping.attention=serial_gemv")
+    assert_one_line_error(out, "serial_gemv")
+    npu = load_hw("neupims-npu")
+    pre = next(o for o in traced("gpt3-7b", phase="prefill", batch=4, seq_len=16, layers=1, tp=4).ops
+               if o.op_class == "attention")
+    assert "units_per_tile" not in plan_attention(npu, core_buffers(npu, 1024.0), pre).detail

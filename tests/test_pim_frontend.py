@@ -64,3 +64,16 @@ def test_front_end_refused_where_not_modelled(tmp_path):
     out = run_cli("simulate", "--system", "npu-pim-naive", "--model", "gpt3-7b", "--layers", "1", "--batch", "4",
                   "--set", "pim.issue.kernel=fast")
     assert_one_line_error(out, "pim.issue.kernel")
+
+
+def test_kernel_instructions_when_head_dim_does_not_divide_the_page(memory):
+    # phi-2: 32 heads of 80; a 512-element page holds 6 heads: 5 chunks of 6 and one of 2
+    # newton: 80 / 16 = 5 COMPs + a READRES per head and tile; L = 100: 4 tiles per chunk
+    score, _ = kernel_instructions(memory, 100, 32, 80, "newton")
+    assert score == 5 * (1 + 4 * (1 + 6 * 6)) + (1 + 4 * (1 + 2 * 6))
+
+
+def test_sub_batching_needs_dual_row_buffers():
+    out = run_cli("simulate", "--system", "npu-pim-naive", "--model", "gpt3-7b", "--layers", "1", "--tp", "4",
+                  "--requests", "sharegpt", "--batch", "16", "--sub-batch", "on")
+    assert_one_line_error(out, "row_buffers")

@@ -22,6 +22,7 @@ import math
 from dataclasses import dataclass, field
 
 from sim.config.hardware import NpuConfig
+from sim.errors import LlmsimError
 from sim.npu.systolic import map_gemm
 from sim.npu.tiler import (CoreBuffers, array_dims, block_sizes, choose_tiling, pipeline_fill_cycles,
                            tile_compute_cycles)
@@ -213,9 +214,10 @@ def plan_attention(npu: NpuConfig, core: CoreBuffers, op: Op) -> OpPlan:
     for lk, n in groups:
         unit, detail, rows, seen = _unit_tiles(npu, core, e, lq, lk, h // hkv, d, dv, kv_per_key, elem)
         units = n * hkv
-        if len(unit) == 1 and unit[0][0] == 1 and units > 1:
+        if len(unit) == 1 and unit[0][0] == 1 and units > 1 and op.phase == "decode" and core.dataflow != "is":
             # one tile per (sequence, KV head): a decode GEMV whose folds may leave arrays idle;
-            # tiles of several units fill them (the units are independent)
+            # tiles of several units fill them (the units are independent; with an input-stationary
+            # array the units' own queries would be the stationary operand: not packed)
             grouped, per = _grouped_units(npu, core, unit[0][1], units, rows, seen, d, dv)
             runs += grouped
             detail["units_per_tile"] = per
@@ -259,7 +261,7 @@ def _unit_tiles(npu: NpuConfig, core: CoreBuffers, e: dict, lq: int, lk: int, g:
         rows = (q1 - q0) * g
         hi = min(lk, past + q1) if causal else lk
         lo = max(0, past + q0 + 1 - window) if (causal and window) else 0
-        seen = hi - lo
+        seen = hi - (lo // lc) * lc      # the keys the tiles below cover
         tiles = []
         for c0 in range((lo // lc) * lc, hi, lc):
             keys = min(lc, hi - c0)
@@ -346,6 +348,12 @@ def plan_attention_serial_gemv(npu: NpuConfig, core: CoreBuffers, op: Op) -> OpP
     e = op.extra
     h, hkv, lq = int(e["heads"]), int(e["kv_heads"]), int(e["q_len"])
     d, dv = int(e["head_dim"]), int(e["v_head_dim"])
+    if lq != 1:
+        raise LlmsimError(f"mapping.attention: serial_gemv models NeuPIMs' simulator's decode schedule (one query "
+                          f"per sequence); {op.module or op.name} has {lq} (use tiled)")
+    if npu.systolic.pe.kind != "parallel":
+        raise LlmsimError("mapping.attention: serial_gemv models NeuPIMs' simulator's fp16 arrays; "
+                          f"{npu.name} has {npu.systolic.pe.kind} PEs (use tiled)")
     groups = [(int(L), int(n)) for L, n in (e.get("kv_len_counts") or [[e["kv_len"], e["batch"]]])]
     requests = sum(n for _, n in groups)
     out_bytes = _out_bytes(op)

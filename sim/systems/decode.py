@@ -210,10 +210,16 @@ def ragged_attention_op(template: Op, lengths: np.ndarray) -> Op:
     total = lambda f: float(sum(getattr(op, f) for op in ops))  # noqa: E731
     e = template.extra
     b, h, lq, d, dv = int(len(lengths)), int(e["heads"]), int(e["q_len"]), int(e["head_dim"]), int(e["v_head_dim"])
+    hkv, lk = int(e["kv_heads"]), int(max(lengths))
+    # per-op counts the energy and roofline read (Q.K^T and P.V FLOPs, pairs, cached keys) are sums
+    summed = {k: sum(float(op.extra.get(k, 0.0)) for op in ops)
+              for k in ("flops_qk", "flops_sv", "softmax_flops", "pairs", "cached_tokens_read")}
+    summed["pairs"], summed["cached_tokens_read"] = int(summed["pairs"]), int(summed["cached_tokens_read"])
     return copy_op(ops[-1], flops=total("flops"), bytes_activation=total("bytes_activation"),
                    bytes_kv_read=total("bytes_kv_read"), bytes_kv_write=total("bytes_kv_write"),
-                   bytes_weight=total("bytes_weight"), input_shapes=[[b, h, lq, d]], output_shapes=[[b, lq, h, dv]],
-                   extra=dict(ops[-1].extra, batch=b, kv_len=int(max(lengths)), kv_len_counts=counts))
+                   bytes_weight=total("bytes_weight"),
+                   input_shapes=[[b, h, lq, d], [b, hkv, lk, d], [b, hkv, lk, dv]], output_shapes=[[b, lq, h, dv]],
+                   extra=dict(ops[-1].extra, batch=b, kv_len=lk, kv_len_counts=counts, **summed))
 
 
 # ------------------------------------------------------------------------------------ components
@@ -285,7 +291,7 @@ def pim_mha_seconds(system: SystemConfig, template: Op, lengths: np.ndarray, cha
             raise LlmsimError(f"{system.name}: pim.issue: the reference front end runs one query per request")
         mha, pim_s, counts = serial_issue_mha(system, lengths, channels, d, hkv * g, soft)
         soft_total = sum(soft[int(L)] for L in lengths)
-        out = (mha, pim_s, soft_total)
+        out = (max(mha, soft_total / npu.vector.units), pim_s, soft_total)
         if with_energy:
             from sim.memory.energy import counts_energy
 
@@ -445,6 +451,9 @@ def decode_iteration(system: SystemConfig, model: str, batch: Batch, tp: int = 1
     use_sub = system.sub_batch if sub_batch is None else sub_batch
     if use_sub and system.pim is None:
         raise LlmsimError(f"--sub-batch: on needs a system with PIM ({system.name} has none)")
+    if use_sub and system.pim.row_buffers == 1:
+        raise LlmsimError(f"--sub-batch: on needs dual row buffers (pim.row_buffers: 2): {system.name} blocks normal "
+                          "traffic to a bank while PIM computes, so NPU GEMMs cannot overlap PIM attention")
     npu = system.npu_config()
     freq = npu.freq_mhz * 1e6
     channels = np.zeros(batch.size, np.int64)

@@ -3,8 +3,8 @@
 What it models (read from casys-kaist/NeuPIMs; ``docs/neupims-reference-notes.md``, section 1.5):
 
 * **Kernel shapes** (``src/operations/NeuPIMSLogitSoftmax.cc`` and ``NeuPIMSAttend.cc``). q.K^T:
-  per request, ``ceil(E / page)`` chunks of the query (E = heads x head_dim elements; a page holds
-  ``page`` fp16 elements, so ``page / head_dim`` heads per chunk), each a GWRITE and then
+  per request, chunks of the query of ``page // head_dim`` heads (a page holds ``page`` fp16
+  elements; ``E / page`` chunks when head_dim divides the page), each a GWRITE and then
   ``ceil(L / banks)`` tiles; per tile a P_HEADER and, per head of the chunk, ``head_dim / 16``
   COMPs and a READRES (``newton``) or one fused COMPS_READRES (``fused``, NeuPIMs). p.V: per head
   and ``page``-token chunk of the sequence, a GWRITE and ``head_dim / banks`` tiles, each a
@@ -39,7 +39,7 @@ def kernel_instructions(memory, length: int, heads: int, head_dim: int, kernel: 
     banks = org["rank"] * org["bankgroup"] * org["bank"]
     per_comp = memory.pim.comp_coverage_macs
     heads_per_chunk = max(1, page // head_dim)
-    chunks = math.ceil(heads * head_dim / page)
+    chunks = math.ceil(heads / heads_per_chunk)
     tiles = math.ceil(length / banks)
     per_head_tile = (head_dim // per_comp + 1) if kernel == "newton" else 1
     score = 0
@@ -68,8 +68,10 @@ def serial_phase_seconds(instructions: dict[int, int], work_s: dict[int, float],
 
 def serial_issue_mha(system, lengths: np.ndarray, channels: np.ndarray, head_dim: int, heads: int,
                      softmax_s: dict[int, float]) -> tuple[float, float, dict[str, int]]:
-    """(MHA seconds, PIM seconds, PIM command counts) of one layer under the front end of
-    ``system.pim.issue``: the q.K^T phase, the last channel's softmaxes, then the p.V phase."""
+    """(MHA seconds, PIM busy seconds, PIM command counts) of one layer under the front end of
+    ``system.pim.issue``: the q.K^T phase, the last channel's softmaxes, then the p.V phase. PIM
+    busy is the busiest channel's DRAM work (not the time it waits for instructions); the command
+    counts (energy) are those of the kernels, with the refreshes of their unthrottled runs."""
     from sim.memory.pim import run_attention_batch
 
     issue = system.pim.issue
@@ -78,6 +80,7 @@ def serial_issue_mha(system, lengths: np.ndarray, channels: np.ndarray, head_dim
     issue_hz = npu.freq_mhz * 1e6 * issue.instructions_per_cycle
     mem_hz = memory.freq_hz
     phases = {}
+    busy: dict[int, float] = defaultdict(float)
     counts: dict[str, int] = defaultdict(int)
     for k, phase in enumerate(("score", "context")):
         res = run_attention_batch(memory, lengths.tolist(), channels.tolist(), head_dim, heads, phases=(phase,))
@@ -86,9 +89,10 @@ def serial_issue_mha(system, lengths: np.ndarray, channels: np.ndarray, head_dim
             instr[int(ch)] += kernel_instructions(memory, int(L), heads, head_dim, issue.kernel)[k]
         work = {c: v / mem_hz for c, v in res.channel_cycles.items()}
         phases[phase] = serial_phase_seconds(instr, work, issue_hz)
+        for c, w in work.items():
+            busy[c] += w
         for name, n in res.command_counts.items():
             counts[name] += n
     last = max(int(c) for c in channels) if len(channels) else 0
     tail = sum(softmax_s[int(L)] for L, c in zip(lengths, channels) if int(c) == last)
-    pim = phases["score"] + phases["context"]
-    return pim + tail, pim, dict(counts)
+    return phases["score"] + tail + phases["context"], max(busy.values(), default=0.0), dict(counts)
