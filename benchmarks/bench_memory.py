@@ -53,9 +53,10 @@ def main() -> None:
 def fast_mode() -> None:
     """Row-granularity fast mode (sim.memory.fast.run_fast) against the engine on the same requests
     (all-bank refresh, queue depth 32): seconds (warm-up, best of 3), speed-up and the cycles error.
-    Target: >= 20x. Runs (fast mode best of 7) gave: 400k stream 33-37x (fast 5.6-6.2 ms);
-    strided / random 200k (one-burst visits, one event per request) 10.9-12.9x / 10.9-14.7x (fast
-    19.5-23.0 / 19.8-27.4 ms): below the target; see docs/memory.md."""
+    Target: >= 20x. Four runs in one quiet session gave: 400k stream 31-37x (fast 5.5-6.2 ms);
+    strided / random 200k (one-burst channels: sim.memory.fast_burst's kernel) 17.1-17.8x /
+    19.6-20.2x (fast 13.9-14.4 / 14.7-15.4 ms): strided below the target, random at it; see
+    docs/memory.md."""
     from sim.memory.fast import run_fast
 
     print(f"{'fast mode against engine':<36} {'engine s':>9} {'fast s':>8} {'speed-up':>8} {'cycles err':>10}")
