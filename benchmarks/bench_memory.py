@@ -53,10 +53,11 @@ def main() -> None:
 def fast_mode() -> None:
     """Row-granularity fast mode (sim.memory.fast.run_fast) against the engine on the same requests
     (all-bank refresh, queue depth 32): seconds (warm-up, best of 3), speed-up and the cycles error.
-    Target: >= 20x. Four runs in one quiet session gave: 400k stream 31-37x (fast 5.5-6.2 ms);
-    strided / random 200k (one-burst channels: sim.memory.fast_burst's kernel) 17.1-17.8x /
-    19.6-20.2x (fast 13.9-14.4 / 14.7-15.4 ms): strided below the target, random at it; see
-    docs/memory.md."""
+    Target: >= 20x. Seven runs in one session on the 2-core VM gave: 400k stream 30-33x (fast
+    6.0-6.4 ms); strided / random 200k (one-burst channels: sim.memory.fast_burst's kernel)
+    17.0-19.6x / 19.3-21.4x (fast 12.8-14.7 / 13.5-15.5 ms): strided below the target, random at
+    it in most runs, not all; best of 3 on this VM moves the fast mode by up to 15% between runs.
+    See docs/memory.md."""
     from sim.memory.fast import run_fast
 
     print(f"{'fast mode against engine':<36} {'engine s':>9} {'fast s':>8} {'speed-up':>8} {'cycles err':>10}")

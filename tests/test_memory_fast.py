@@ -97,6 +97,26 @@ def test_one_burst_kernel_leaves_other_traffic_to_the_general_loop(pattern, writ
     assert fast.cycles == general.cycles and np.array_equal(fast.done_cycle, general.done_cycle)
 
 
+def test_one_burst_and_general_channels_in_one_run():
+    # stream traffic on channels 0-15 (general loop), random on 16-31 (one-burst kernel): channels are
+    # independent, so each half's done cycles are those of a run with that half alone, bit for bit
+    m = load_hw("hbm2-neupims")
+    spec, mp = m.spec(), m.mapping()
+    parts = []
+    for pattern, keep in (("stream", lambda ch: ch < 16), ("random", lambda ch: ch >= 16)):
+        arrive, is_write, addrs = requests(mp, pattern, 6_000, seed=0, burst_bytes=m.burst_bytes)
+        xy = mp.decode_many(addrs)
+        sel = keep(xy[:, 0])
+        parts.append((arrive[sel], is_write[sel], xy[sel]))
+    both = [np.concatenate([p[i] for p in parts]) for i in range(3)]
+    mixed = run_fast(spec, *both)
+    n0 = parts[0][0].shape[0]
+    for part, done in ((parts[0], mixed.done_cycle[:n0]), (parts[1], mixed.done_cycle[n0:])):
+        alone = run_fast(spec, *part)
+        assert np.array_equal(done, alone.done_cycle)
+    assert mixed.row_visits == sum(run_fast(spec, *p).row_visits for p in parts)
+
+
 def test_fast_groups_stream_into_row_visits_and_done_cycles_are_plausible():
     spec, arrive, is_write, xy = _case("hbm2-neupims", "stream", 20_000)
     fast = run_fast(spec, arrive, is_write, xy)
@@ -119,3 +139,7 @@ def test_fast_empty_and_unsorted():
     assert r.cycles == 0 and r.row_visits == 0
     with pytest.raises(ValueError):
         run_fast(spec, arrive + np.arange(10)[::-1], is_write, xy)
+    bad = xy.copy()
+    bad[3, -2] = 1 << 33   # a row the packed split key cannot hold
+    with pytest.raises(ValueError):
+        run_fast(spec, arrive, is_write, bad)

@@ -54,9 +54,10 @@ visits entering the queue do so after this service, and no refresh is due before
 order the event loop would take, so random and strided reads cost one event per request, not a
 row event plus a column run (ties between equal cycles aside, the same results). The helpers are inlined (numba would otherwise count references to
 their array arguments on every call, atomically: the key update is written once in the loop body
-for that reason, with the banks to update queued); one pass over the requests splits them by
-channel and forms the visits, into scratch arrays kept between calls (arrivals and directions are
-read through the channel order, not copied; equal arrivals are not read again). Within a column
+for that reason, with the banks to update queued); a counting sort splits the requests by
+channel (each request's bank, row and direction packed in one word), then one sequential pass per
+channel forms the visits, into scratch arrays kept between calls (arrivals are read through the
+channel order, not copied; equal arrivals are not read again). Within a column
 run, a stretch of bursts that every per-burst check would let go on (bursts left, no visit
 entering the queue, no refresh due, no other candidate able to go first -- a bound ``lim`` per run
 -- and no admission later than its slot) is sent in one step: done cycles and service cycles
@@ -106,15 +107,26 @@ class FastResult:
     row_visits: int                 # row visits (events) simulated
 
 
+_KEY_SHIFT = 33   # a request's packed bank, row and direction: bank << 33 | row << 1 | is_write (rows below 2^32)
+# (the split's ``key``; one word, so the passes after the scatter read one array, not four)
+
+
 @njit(cache=True)
-def _split_channels(is_write, coords, counts, cnt, order, vs, vb, vr, vw, vnum):
+def _split_channels(is_write, coords, counts, cnt, order, key):
     """Stable counting sort of the requests by channel. Fills the channel start offsets ``cnt``
-    [channels + 1]; each request's index in channel order (``order``: arrivals and directions are
-    read through it, not copied); and each channel's row visits (runs of consecutive requests to one
-    bank and row) from its start offset: first request (channel-relative), flat bank, row, writes,
-    and their number ``vnum``. One pass per request with the per-channel state in small arrays
-    (unsigned indices: no wrap-around checks); the caller allocates the outputs: numpy reuses freed
-    memory, where fresh numba arrays of this size cost page faults on every call."""
+    [channels + 1], each request's index in channel order (``order``: arrivals and directions are
+    read through it, not copied) and its flat bank, row and direction packed in one word (``key``,
+    bank << ``_KEY_SHIFT`` | row << 1 | is_write: the later passes then read no other array).
+    Returns False if a row does not fit (negative or 2^32 and above).
+
+    Only two output streams per channel: the scatter's stores go to a new cache line of every
+    channel's stream in turn (strided traffic: 32 streams in lock step), and writing the row visits
+    here as well (five streams) made this pass 2-2.5 ms of a 14 ms strided run, most of it waiting
+    on those stores; the visits are formed afterwards per channel, from contiguous data, and only
+    for the channels that need them (:func:`_form_visits`). Reading ``coords`` once into packed
+    request-order scratch before the scatter was no faster (stream 400k: +0.5 ms). The caller
+    allocates the outputs: numpy reuses freed memory, where fresh numba arrays of this size cost
+    page faults on every call."""
     n = coords.shape[0]
     B = counts.shape[0] - 1
     n_ch = cnt.shape[0] - 1
@@ -123,34 +135,47 @@ def _split_channels(is_write, coords, counts, cnt, order, vs, vb, vr, vw, vnum):
         cnt[U(coords[i, 0] + 1)] += 1
     for c in range(n_ch):
         cnt[c + 1] += cnt[c]
-    pos = cnt[:-1].copy()        # each channel's next request slot
-    nvx = cnt[:-1].copy()        # each channel's next visit slot
-    last_b = np.full(n_ch, -1, np.int64)
-    last_r = np.full(n_ch, -1, np.int64)
+    pos = cnt[:-1].copy()        # each channel's next slot
+    bad = np.int64(0)
     for i in range(n):
         c = U(coords[i, 0])
-        b = 0
+        b = np.int64(0)
         for lv in range(1, B + 1):
             b = b * counts[lv] + coords[i, lv]
         r = coords[i, B + 1]
-        k = pos[c]
+        bad |= r
+        k = U(pos[c])
         pos[c] = k + 1
-        order[U(k)] = i
-        x = nvx[c]
-        if b != last_b[c] or r != last_r[c]:
-            ux = U(x)
-            vs[ux] = k - cnt[c]
-            vb[ux] = b
-            vr[ux] = r
-            vw[ux] = 0
-            last_b[c] = b
-            last_r[c] = r
-            x += 1
-            nvx[c] = x
-        if is_write[i]:
-            vw[U(x - 1)] += 1
+        order[k] = i
+        key[k] = (b << _KEY_SHIFT) | (r << 1) | np.int64(is_write[i])
+    return (bad >> 32) == 0
+
+
+@njit(cache=True)
+def _form_visits(key, cnt, skip, vs, vb, vr, vw, vnum):
+    """Each channel's row visits (runs of consecutive requests to one bank and row), from its start
+    offset in ``cnt``: first request (channel-relative), flat bank, row, writes; and their number
+    ``vnum``. Channels with ``skip`` set (the one-burst kernel's: it reads ``key`` itself) are left
+    out. Sequential per channel, so cheap next to the scatter of :func:`_split_channels`."""
+    n_ch = cnt.shape[0] - 1
+    mask = (np.int64(1) << 32) - 1
     for c in range(n_ch):
-        vnum[c] = nvx[c] - cnt[c]
+        if skip[c]:
+            continue
+        lo = cnt[c]
+        x = lo - 1
+        last = np.int64(-1)
+        for k in range(lo, cnt[c + 1]):
+            kk = key[k] >> 1     # bank and row
+            if kk != last:
+                x += 1
+                vs[x] = k - lo
+                vb[x] = kk >> (_KEY_SHIFT - 1)
+                vr[x] = kk & mask
+                vw[x] = 0
+                last = kk
+            vw[x] += key[k] & 1
+        vnum[c] = x + 1 - lo
 
 
 @njit(cache=True, inline="always")
@@ -1063,14 +1088,15 @@ _SCRATCH_MAX = 1 << 22  # requests: larger runs allocate their scratch afresh ra
 
 
 def _scratch(n: int):
-    """Per-request scratch arrays for :func:`_split_channels`, kept between calls (per thread) so a
-    repeated run does not pay page faults on fresh memory: int64 x 5, each of length n."""
+    """Per-request scratch arrays for :func:`_split_channels` and :func:`_form_visits`, kept between
+    calls (per thread) so a repeated run does not pay page faults on fresh memory: int64 x 6, each of
+    length n."""
     if n > _SCRATCH_MAX:
-        return [np.empty(n, np.int64) for _ in range(5)]
+        return [np.empty(n, np.int64) for _ in range(6)]
     buf = getattr(_SCRATCH, "buf", None)
     if buf is None or buf[0].shape[0] < n:
         size = max(n, 1024)
-        buf = [np.empty(size, np.int64) for _ in range(5)]
+        buf = [np.empty(size, np.int64) for _ in range(6)]
         _SCRATCH.buf = buf
     return [b[:n] for b in buf]
 
@@ -1103,23 +1129,30 @@ def run_fast(spec: DramSpec, arrive: np.ndarray, is_write: np.ndarray, coords: n
         raise ValueError("standard has no all-bank refresh")
     issue = _issue_lists(spec, issue, len(spec.standard.commands), r, refresh_mode, has_writes)
     bounds = np.zeros(int(spec.counts[0]) + 1, np.int64)
-    order, vs, vb, vr, vw = _scratch(n)
-    vnum = np.empty(bounds.shape[0] - 1, np.int64)
-    _split_channels(is_write, coords, tab.counts, bounds, order, vs, vb, vr, vw, vnum)
+    order, key, vs, vb, vr, vw = _scratch(n)
+    vnum = np.zeros(bounds.shape[0] - 1, np.int64)
+    if not _split_channels(is_write, coords, tab.counts, bounds, order, key):
+        raise ValueError("row coordinates must lie in [0, 2^32)")
     from sim.memory import fast_burst  # it imports _issue_at from this module: here, not at the top
 
-    use = fast_burst.one_burst_channels(vnum, bounds, vs, vb, vr, vw, has_writes, tab.counts, int(arrive[-1]),
-                                          page_policy == "closed") if one_burst else np.zeros(len(vnum), np.int8)
+    if one_burst:
+        use = fast_burst.one_burst_channels(key, bounds, has_writes, tab.counts, int(arrive[-1]),
+                                            page_policy == "closed", vnum)
+    else:
+        use = np.zeros(len(vnum), np.int8)
     end1 = 0
     if use.any():
-        end1 = fast_burst.run_one_burst(arrive, is_write, vb, vr, order, bounds, use, tab.counts, tab.level_offset,
+        end1 = fast_burst.run_one_burst(arrive, is_write, key, order, bounds, use, tab.counts, tab.level_offset,
                                         tab.scope, tab.roles, tab.ref_level, tab.timing, bank_nodes, *issue,
                                         *touched, n_rp, n_rfcpb, int(queue_depth),
                                         page_policy == "closed", refresh_mode, done)
-    end, visits = _run_fast(arrive, is_write, vs, vb, vr, vw, vnum, order, bounds, tab.counts, tab.level_offset, tab.c_level,
-                            tab.c_next, tab.c_lat, tab.c_window, tab.c_sibling, tab.by_prev_ptr, tab.by_prev_idx,
-                            tab.scope, tab.roles, tab.ref_level, tab.timing, bank_nodes, common, cross, *issue,
-                            *touched, n_rp, n_rfcpb, n_rcd, int(queue_depth), page_policy == "closed", refresh_mode, has_writes,
-                            use, done)
+    end, visits = 0, 0
+    if not use.all():
+        _form_visits(key, bounds, use, vs, vb, vr, vw, vnum)
+        end, visits = _run_fast(arrive, is_write, vs, vb, vr, vw, vnum, order, bounds, tab.counts, tab.level_offset,
+                                tab.c_level, tab.c_next, tab.c_lat, tab.c_window, tab.c_sibling, tab.by_prev_ptr,
+                                tab.by_prev_idx, tab.scope, tab.roles, tab.ref_level, tab.timing, bank_nodes, common,
+                                cross, *issue, *touched, n_rp, n_rfcpb, n_rcd, int(queue_depth),
+                                page_policy == "closed", refresh_mode, has_writes, use, done)
     visits += int(vnum[use != 0].sum())
     return FastResult(cycles=int(max(end, end1)), done_cycle=done, row_visits=int(visits))

@@ -20,13 +20,21 @@ request's position in its channel; the refresh deadline a scalar; the keys broug
 the two banks each step changes (the one served, the one a request entered: exactly one enters
 per service once the queue is full) in code written once in the loop body (as an inlined helper
 with array arguments numba counted references on every call: 3x slower); the PRE / column ready
-cells read from per-bank cell lists; and the done cycles written in channel order and scattered
-into request order after each channel (from inside the loop each store went to a new cache line
-in strided traffic: -15 to -19% on the kernel). Tried and dropped (no gain, side by side): the
-refresh out of line; the pick's fresh keys and group raises kept out of the key array until after
-the vector pass (store forwarding: 8 ns a request in a micro-benchmark, nothing here); 16-bank
-parent loops with a constant trip count; the timings as compile-time constants (``numba.literally``
-re-dispatches on every call through the dispatcher).
+cells read from per-bank cell lists; each head's class kept as two masks (closed, conflict), so
+the vector pass ANDs them with the parent's bounds (about 1%); the requests' banks and rows read
+from the split's packed word (:func:`sim.memory.fast._split_channels`), unpacked per channel into
+small buffers, so the split writes no row visits for these channels; and the done cycles written
+in channel order and scattered into request order after each channel (from inside the loop each
+store went to a new cache line in strided traffic: -15 to -19% on the kernel). Tried and dropped
+(no gain, side by side): the refresh out of line; the pick's fresh keys and group raises kept out
+of the key array until after the vector pass (store forwarding: 8 ns a request in a
+micro-benchmark, nothing here); 16-bank parent loops with a constant trip count; the timings as
+compile-time constants (``numba.literally`` re-dispatches on every call through the dispatcher);
+the parents' bounds in scalars rather than a small array (+0.3 ms on 200k); skipping the key of
+the bank a request entered when its head did not change (strided -0.3 ms, random +0.2 ms: about
+half the steps skip, so the branch mispredicts). Marginal costs, measured by doing a part twice
+(idempotent, same results): the vector pass about 8 ns a request, each bank's key update about
+4.5 ns.
 """
 
 from __future__ import annotations
@@ -35,7 +43,7 @@ import numpy as np
 from numba import njit
 
 from sim.memory.engine import _earliest
-from sim.memory.fast import _issue_at   # fast.py imports this module lazily, inside run_fast
+from sim.memory.fast import _KEY_SHIFT, _issue_at   # fast.py imports this module lazily, inside run_fast
 
 _BIG = np.int64(1) << 60
 _VMASK = (np.int64(1) << 24) - 1       # the head's visit index in a key (cycle << 24 | visit)
@@ -43,15 +51,16 @@ _NONE = (np.int64(1) << 62) - 1        # the key of a bank with no waiting head
 
 
 @njit(cache=True)
-def one_burst_channels(vnum, bounds, v_first, v_bank, v_row, v_writes, has_writes, counts, last_arrival, closed_page):
+def one_burst_channels(key, bounds, has_writes, counts, last_arrival, closed_page, vnum):
     """Per channel, whether the one-burst kernel applies: every request goes in one direction (all
     reads or, in a run with writes, all writes) and every row visit is one request -- or, with open
-    pages, at least 7 in 8 of them are (random traffic: a few consecutive requests to one row); such
-    a channel's visits are expanded in place to one per request (``v_bank`` / ``v_row`` then hold each
-    request's bank and row, from its channel's start offset), and a request to the row its
-    predecessor opened is a row hit in the kernel. The pick's key (cycle << 24 | request) needs fewer
-    than 2^24 requests in the channel and cycles below 2^37 (arrivals below 2^36), and its select at
-    most 4 parents of bank groups. int8 [channels]: 1 where it applies."""
+    pages, at least 7 in 8 of them are (random traffic: a few consecutive requests to one row); the
+    kernel then takes each request as its own visit, and a request to the row its predecessor
+    opened is a row hit there. Reads each channel's packed bank, row and direction (``key``, channel order, see
+    :func:`sim.memory.fast._split_channels`) once, sequentially, and sets ``vnum`` (row visits) for
+    the channels it takes. The pick's key (cycle << 24 | request) needs fewer than 2^24 requests in
+    the channel and cycles below 2^37 (arrivals below 2^36), and its select at most 4 parents of
+    bank groups. int8 [channels]: 1 where it applies."""
     n_ch = bounds.shape[0] - 1
     ok = np.zeros(n_ch, np.int8)
     B = counts.shape[0] - 1
@@ -64,29 +73,37 @@ def one_burst_channels(vnum, bounds, v_first, v_bank, v_row, v_writes, has_write
         return ok
     for ch in range(n_ch):
         lo = bounds[ch]
-        n = bounds[ch + 1] - lo
-        nv = vnum[ch]
-        if n == 0 or n >= (1 << 24) or (nv != n and (closed_page or 8 * nv < 7 * n)):
+        hi = bounds[ch + 1]
+        n = hi - lo
+        if n == 0 or n >= (1 << 24):
             continue
+        # row visits; stop once too many requests repeat their predecessor's bank and row (stream
+        # traffic: after a few requests, not the whole channel)
+        rep_max = 0 if closed_page else n // 8
+        rep = 0
+        last = key[lo] >> 1
+        for k in range(lo + 1, hi):
+            kk = key[k] >> 1     # bank and row
+            rep += kk == last
+            last = kk
+            if rep > rep_max:
+                break
+        if rep > rep_max:
+            continue
+        nv = n - rep
         nw = 0
-        if has_writes:   # a read-only run: every visit's write count is 0
-            for v in range(lo, lo + nv):
-                nw += v_writes[v]
+        if has_writes:   # a read-only run: no write to count
+            for k in range(lo, hi):
+                nw += key[k] & 1
         if not (nw == 0 or nw == n):
             continue
         ok[ch] = 1
-        if nv == n:
-            continue
-        for v in range(nv - 1, -1, -1):   # backwards: request j >= visit v, so no visit is overwritten unread
-            hi = v_first[lo + v + 1] if v + 1 < nv else n
-            for j in range(hi - 1, v_first[lo + v] - 1, -1):
-                v_bank[lo + j] = v_bank[lo + v]
-                v_row[lo + j] = v_row[lo + v]
+        vnum[ch] = nv
     return ok
 
 
 @njit(cache=True, inline="always")
-def _raise_groups(kt, tg_ptr, tg_idx, grp_row0, bpg, act, pre, n_rp, ready, kk, kcl):
+def _raise_groups(kt, tg_ptr, tg_idx, grp_row0, bpg, act, pre, n_rp, ready, kk, km1, km2):
     """After an issue (``kt`` = command * banks + bank): raise the keys of the closed / conflict
     heads in every group whose ACT / PRE cells it raised (the table only grows: exact)."""
     U = np.uint64
@@ -98,18 +115,19 @@ def _raise_groups(kt, tg_ptr, tg_idx, grp_row0, bpg, act, pre, n_rp, ready, kk, 
         for bb in range(g * bpg, g * bpg + bpg):
             ub = U(bb)
             k = kk[ub]
-            cl = kcl[ub]
-            bnd = (ga & -(cl & 1)) | (gp & -(cl >> 1))   # branch-free: the classes mispredict
+            bnd = (ga & km1[ub]) | (gp & km2[ub])   # branch-free: the classes mispredict
             kk[ub] = max(k, bnd | (k & _VMASK))
 
 
 @njit(cache=True)
-def run_one_burst(arrive, is_write, v_bank, v_row, order, bounds, use, counts, level_offset, scope, roles,
+def run_one_burst(arrive, is_write, key, order, bounds, use, counts, level_offset, scope, roles,
                   ref_level, timing, bank_nodes, iss_ptr, iss_idx, iss_lat, w_ptr, w_base, w_len, w_cell, w_lat,
                   hring0, tg_ptr, tg_idx, n_rp, n_rfcpb, queue_depth, closed_page, refresh_mode, done):
     """The channels with ``use[ch]`` set (see :func:`one_burst_channels`), one after the other.
-    Fills ``done`` (cycle each request's data transfer ends) for their requests; returns the last
-    data end (cycles) over them."""
+    ``key`` holds each request's flat bank, row and direction, packed, in channel order (see
+    :func:`sim.memory.fast._split_channels`); they are unpacked per channel into small buffers the
+    loop reads. Fills ``done`` (cycle each request's data transfer ends) for their requests; returns
+    the last data end (cycles) over them."""
     act, pre, prea, rd, wr, rda, wra, refab, refpb = (roles[0], roles[1], roles[2], roles[3], roles[4], roles[5],
                                                       roles[6], roles[7], roles[8])
     n_cl, n_cwl, n_bl, n_refi, n_refipb = timing[0], timing[1], timing[2], timing[3], timing[4]
@@ -143,7 +161,8 @@ def run_one_burst(arrive, is_write, v_bank, v_row, order, bounds, use, counts, l
             par_row[p_, lv] = level_offset[lv] + bank_nodes[p_ * gpp * bpg, lv]
     b_grp = bank_nodes[:, B - 1].copy() if B >= 1 else np.zeros(n_banks, np.int64)
     kk = np.full(n_banks, _NONE, np.int64)        # per bank, its head's row event below the parent's bounds
-    kcl = np.zeros(n_banks, np.int64)             # and its class (see the key update)
+    km1 = np.zeros(n_banks, np.int64)             # and its class as masks: -1 closed, else 0
+    km2 = np.zeros(n_banks, np.int64)             # -1 conflict, else 0 (see the key update)
     bpp = gpp * bpg
     bpp2 = 2 * bpp
     bpp3 = 3 * bpp
@@ -159,6 +178,9 @@ def run_one_burst(arrive, is_write, v_bank, v_row, order, bounds, use, counts, l
     for ch in range(n_ch):
         n_max = max(n_max, bounds[ch + 1] - bounds[ch])
     vnextb = np.empty(n_max, np.int64)
+    vbank = np.empty(n_max, np.int64)       # the channel's requests' flat banks and rows (from key)
+    vrow = np.empty(n_max, np.int64)
+    kmask = (np.int64(1) << 32) - 1
     # the ready-table cells (flat) a PRE / a column command to each bank reads, per bank
     n_rp_cells = scope[pre] + 1
     n_rc_cells = max(scope[rd], scope[wr] if wr >= 0 else 0) + 1
@@ -188,21 +210,23 @@ def run_one_burst(arrive, is_write, v_bank, v_row, order, bounds, use, counts, l
         head[:] = -1
         last_v[:] = -1
         kk[:] = _NONE
-        kcl[:] = 0
+        km1[:] = 0
+        km2[:] = 0
         next_ref[:] = n_refi if refresh_mode == 1 else (n_refipb if refresh_mode == 2 else _BIG)
         ref_bank[:] = 0
         tref = next_ref[0] if refresh_mode != 0 else _BIG
         rn = 0
         ordc = order[lo_r:lo_r + n]
-        vbank = v_bank[lo_r:lo_r + n]
-        vrow = v_row[lo_r:lo_r + n]
         w = is_write[ordc[0]]           # one direction per channel
         ccol = cells_col[1] if w else cells_col[0]
         cmd = wr if w else rd
         ccmd = (wra if w else rda) if closed_page else cmd
         lat = (n_cwl if w else n_cl) + n_bl
         for v in range(n - 1, -1, -1):
-            b = vbank[v]
+            kv = key[lo_r + v]
+            b = kv >> _KEY_SHIFT
+            vbank[v] = b
+            vrow[v] = (kv >> 1) & kmask
             vnextb[v] = last_v[b] if last_v[b] != -1 else n
             last_v[b] = v
         served = 0
@@ -251,7 +275,8 @@ def run_one_burst(arrive, is_write, v_bank, v_row, order, bounds, use, counts, l
                 cl = np.int64(valid and not hit and closed) | (np.int64(valid and not hit and not closed) << 1)
                 kt = (adm & -np.int64(hit)) | (k1 & -(cl & 1)) | (k2 & -(cl >> 1))
                 kk[ub] = (kt << 24) | v if valid else _NONE
-                kcl[ub] = cl
+                km1[ub] = -(cl & 1)
+                km2[ub] = -(cl >> 1)
             pb = -1
             # ---- the earliest row event (ties: the oldest head): per parent its ACT bound above the
             # groups (closed rows) and PRE + nRP bound (conflicts), then one vectorized pass
@@ -270,9 +295,8 @@ def run_one_burst(arrive, is_write, v_bank, v_row, order, bounds, use, counts, l
             for bb in range(n_banks):
                 ua = u0 if bb < bpp else (u1 if bb < bpp2 else (u2 if bb < bpp3 else u3))
                 up = q0 if bb < bpp else (q1 if bb < bpp2 else (q2 if bb < bpp3 else q3))
-                cl = kcl[bb]
                 k = kk[bb]
-                bnd = (ua & -(cl & 1)) | (up & -(cl >> 1))
+                bnd = (ua & km1[bb]) | (up & km2[bb])
                 kmin = min(kmin, max(k, bnd | (k & _VMASK)))
             re = kmin >> 24
             rv = kmin & _VMASK
@@ -295,10 +319,10 @@ def run_one_burst(arrive, is_write, v_bank, v_row, order, bounds, use, counts, l
                         _issue_at(pre, b, tp, n_banks, iss_ptr, iss_idx, iss_lat, w_ptr, w_base, w_len, w_cell,
                                   w_lat, readyf, hring)
                         _raise_groups(pre * n_banks + b, tg_ptr, tg_idx, grp_row0, bpg, act, pre, n_rp, ready, kk,
-                                      kcl)
+                                      km1, km2)
                     _issue_at(act, b, re, n_banks, iss_ptr, iss_idx, iss_lat, w_ptr, w_base, w_len, w_cell, w_lat,
                               readyf, hring)
-                    _raise_groups(act * n_banks + b, tg_ptr, tg_idx, grp_row0, bpg, act, pre, n_rp, ready, kk, kcl)
+                    _raise_groups(act * n_banks + b, tg_ptr, tg_idx, grp_row0, bpg, act, pre, n_rp, ready, kk, km1, km2)
                     open_row[b] = vrow[v]
                 c = adm
                 for j in range(b * n_rc_cells, b * n_rc_cells + n_rc_cells):
@@ -368,7 +392,7 @@ def run_one_burst(arrive, is_write, v_bank, v_row, order, bounds, use, counts, l
             served += 1
             _issue_at(ccmd, b, c, n_banks, iss_ptr, iss_idx, iss_lat, w_ptr, w_base, w_len, w_cell, w_lat,
                       readyf, hring)
-            _raise_groups(ccmd * n_banks + b, tg_ptr, tg_idx, grp_row0, bpg, act, pre, n_rp, ready, kk, kcl)
+            _raise_groups(ccmd * n_banks + b, tg_ptr, tg_idx, grp_row0, bpg, act, pre, n_rp, ready, kk, km1, km2)
             if closed_page:
                 open_row[b] = -1
             nb = vnextb[v]
