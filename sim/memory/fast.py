@@ -35,7 +35,8 @@ cycle after the (j - queue_depth + 1)-th service, with services kept sorted by c
 Cost: the row event is picked over the banks, not the waiting visits. Each bank keeps its waiting
 head's key in one of three arrays, one per class (row hit: its admission; closed: its admission and
 the bank's ACT cell, raised by its group's ACT cell; conflict: its admission and the bank's PRE +
-nRP and ACT cells, raised by its group's PRE + nRP and ACT cells; ``_BIG`` in the other two),
+nRP and ACT cells, raised by its group's PRE + nRP and ACT cells -- bus-exact, its PRE's cycle:
+admission, the bank's and group's PRE cells; ``_BIG`` in the other two),
 brought up to date only for the banks whose state changed since the last pick (a head entered the
 queue, opened its row, finished, lost its row to a refresh; all of them when a service went in
 before others, which moves admissions), and raised in place when an issue raises a group's ACT /
@@ -72,20 +73,33 @@ open pages, also those where at least 7 in 8 are, each request then its own visi
 smaller kernel, :mod:`sim.memory.fast_burst`: the same pick, the column command issued with the
 row event (1.5-1.7x faster on them; within 0.8% of this loop's cycles but in one corner, see there).
 
+Channels with both reads and writes run *bus-exact* in this loop: the command buses as ready-table
+rules (one command per bus and cycle, :func:`_with_command_buses`), each row conflict's PRE as a
+row event of its own (so the row bus's commands issue in cycle order, oldest first on a tie, as the
+engine's), and refreshes in stages (due: the banks take no new ACT and lose their rows; then PRE /
+PREA, then REFpb / REFab, each at the first cycle it can go). There one bus cycle decides whether a
+read or a write goes first and the turnaround moves every later command; without these, strided /
+random traffic with 10-70% writes came out 2-15% fast. With open pages these channels reproduce the
+engine's done cycles exactly (every request, on all 360 write-mix cases tried; see docs/memory.md).
+
 What is approximate (against :func:`sim.memory.engine.run`): requests to a row that are not
 consecutive in a channel's arrival order form separate visits (a later one is a row hit if the
 row is still open), and a younger visit to a bank waits for the older ones (the engine lets a
 younger row hit pass an older conflict, and holds back a PRE while a queued request hits the open
-row); the row command bus and the column command bus are not modelled (two commands of one kind
-may share a cycle where the table allows it); a refresh is placed at its due cycle in one step
-(the engine retries each cycle and may be later when the row bus is busy), and a per-bank
-refresh is charged to its own bank only (nRFCpb before its next ACT; its nRREFD / tRRD spacing
-to other banks' ACTs is left out, as the engine slots REFpb into gaps between them); a run's
-bursts and a row event that cannot affect them may be handled out of cycle order.
+row); closed page closes a row when its visit ends (the engine's RDA / WRA close it when no queued
+request hits it, earlier when a visit's requests are not all in the queue yet). In channels of one
+direction (and in the one-burst kernel) the command buses are not modelled (two commands of one kind
+may share a cycle where the table allows it), a conflict's PRE is issued with its ACT, a refresh is
+placed at its due cycle in one step (the engine retries each cycle and may be later when the row
+bus is busy), and a per-bank refresh is charged to its own bank only (nRFCpb before its next ACT;
+its nRREFD / tRRD spacing to other banks' ACTs is left out, as the engine slots REFpb into gaps
+between them); a run's bursts and a row event that cannot affect them may be handled out of cycle
+order.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import weakref
 from dataclasses import dataclass
@@ -93,8 +107,8 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from sim.memory.engine import _earliest, build_tables
-from sim.memory.standard import DramSpec
+from sim.memory.engine import _earliest, build_tables, command_roles
+from sim.memory.standard import Constraint, DramSpec
 
 _BIG = np.int64(1) << 60
 _KCAP = np.int64(1) << 38     # row-event cycles above this (none before _BIG) are "none" in the one-pass pick
@@ -244,10 +258,20 @@ def _drop_active(v, act_list, n_act):
 @njit(cache=True)
 def _run_fast(arrive, is_write, v_first, v_bank, v_row, v_writes, vnum, order, bounds, counts, level_offset, c_level, c_next, c_lat, c_window,
               c_sibling, by_prev_ptr, by_prev_idx, scope, roles, ref_level, timing, bank_nodes, common,
-              cross, iss_ptr, iss_idx, iss_lat, w_ptr, w_base, w_len, w_cell, w_lat, hring0, tg_ptr, tg_idx, n_rp, n_rfcpb, n_rcd, queue_depth, closed_page,
+              cross0, iss_ptr0, iss_idx0, iss_lat0, w_ptr, w_base, w_len, w_cell, w_lat, hring0, tg_ptr, tg_idx,
+              cross1, iss_ptr1, iss_idx1, iss_lat1, n_rp, n_rfcpb, n_rcd, queue_depth, closed_page,
               refresh_mode, has_writes, skip_ch, done):
     """All channels but those with ``skip_ch`` set (the one-burst kernel's, see
-    :mod:`sim.memory.fast_burst`), one after the other. Returns (last data end, row visits)."""
+    :mod:`sim.memory.fast_burst`), one after the other. Returns (last data end, row visits).
+
+    A channel with both reads and writes runs *bus-exact*: with the command buses in its tables
+    (``cross1``, ``iss_*1``; see :func:`_with_command_buses`), each row conflict's PRE as a row event
+    of its own, and refreshes in stages, each command at the first cycle it can go. In such mixes one
+    cycle on a command bus decides whether a read or a write goes first, and the turnaround that
+    follows moves every later command (left out, strided / random traffic with 10-70% writes came
+    out 2-15% fast). A channel in one direction keeps the cheaper model (``cross0``, ``iss_*0``: the
+    PRE issued with its ACT, a refresh placed at its due cycle in one step): there the buses move no
+    turnaround, and the PRE events would cost the stream about 9% of its time."""
     act, pre, prea, rd, wr, rda, wra, refab, refpb = (roles[0], roles[1], roles[2], roles[3], roles[4], roles[5],
                                                       roles[6], roles[7], roles[8])
     n_cl, n_cwl, n_bl, n_refi, n_refipb = timing[0], timing[1], timing[2], timing[3], timing[4]
@@ -287,7 +311,8 @@ def _run_fast(arrive, is_write, v_first, v_bank, v_row, v_writes, vnum, order, b
     inpend = np.zeros(n_banks, np.bool_)
     # per bank, its waiting head's row event below the parent's bound, one array per class (_BIG: not of
     # that class): a row hit's key; a closed row's key raised by its group's ACT cell; a conflict's key
-    # raised by its group's PRE cell + nRP and ACT cell. Contiguous per parent, so the pick is two
+    # raised by its group's PRE cell + nRP and ACT cell (bus-exact: the PRE's own cycle, raised by the
+    # group's PRE cell). Contiguous per parent, so the pick is two
     # vectorizable passes over the banks with the parent's bounds as scalars
     kh = np.full(n_banks, _BIG, np.int64)
     kx1 = np.full(n_banks, _BIG, np.int64)
@@ -299,11 +324,18 @@ def _run_fast(arrive, is_write, v_first, v_bank, v_row, v_writes, vnum, order, b
     bpp2 = 2 * bpp
     bpp3 = 3 * bpp
     p_a = np.zeros(max(n_par, 4), np.int64)     # per parent of groups: ACT bound above the groups, PRE + nRP bound
+                                                # (bus-exact: the PRE bound)
     p_p = np.zeros(max(n_par, 4), np.int64)
-    rcd_rd = cross[act, rd, B]
-    rcd_wr = cross[act, wr, B]
+    rcd_rd = cross0[act, rd, B]
+    rcd_wr = cross0[act, wr, B]
     next_ref = np.zeros(ref_nodes, np.int64)
     ref_bank = np.zeros(ref_nodes, np.int64)
+    # bus-exact refresh in stages, per refresh node: 0 not due, 1 its PRE / PREA next, 2 its REFpb / REFab
+    # next; next_ref is then the stage's cycle (no earlier) and ref_due the refresh's due cycle
+    rstage = np.zeros(ref_nodes, np.int64)
+    ref_due = np.zeros(ref_nodes, np.int64)
+    rsave = np.zeros(ref_nodes, np.int64)       # per-bank: the refreshed bank's ACT cell while it is parked
+    bsave = np.zeros(n_banks, np.int64)         # all-bank: each bank's ACT cell while it is parked
     tmp = np.zeros(B + 1, np.int64)
     bank_xy = np.zeros(B + 1, np.int64)
     act_list = np.empty(n_banks, np.int64)
@@ -353,7 +385,9 @@ def _run_fast(arrive, is_write, v_first, v_bank, v_row, v_writes, vnum, order, b
         kx2[:] = _BIG
         kstale = False    # a service went in before others: the heads' admissions moved (re-key all)
         next_ref[:] = n_refi if refresh_mode == 1 else n_refipb
+        ref_due[:] = next_ref
         ref_bank[:] = 0
+        rstage[:] = 0
         # ---- visits: runs of consecutive requests to one bank and row
         nv = vnum[ch]
         ordc = order[lo_r:lo_r + n]   # channel position -> request
@@ -369,6 +403,7 @@ def _run_fast(arrive, is_write, v_first, v_bank, v_row, v_writes, vnum, order, b
             b = vbank[v]
             vnextb[v] = last_v[b] if last_v[b] != -1 else nv
             last_v[b] = v
+        ch_w = 0          # the channel's writes (bus-exact or not, below)
         for v in range(nv):
             vs = vstart[v]
             ve = vstart[v + 1]
@@ -383,6 +418,13 @@ def _run_fast(arrive, is_write, v_first, v_bank, v_row, v_writes, vnum, order, b
             else:
                 rcur[v] = _next_of(vs, ve, False, is_write, ordc)
                 wcur[v] = _next_of(vs, ve, True, is_write, ordc)
+            ch_w += vwrites[v]
+        exact = ch_w != 0 and ch_w != n   # both directions: bus-exact (see above)
+        if exact:
+            cross, iss_ptr, iss_idx, iss_lat = cross1, iss_ptr1, iss_idx1, iss_lat1
+        else:
+            cross, iss_ptr, iss_idx, iss_lat = cross0, iss_ptr0, iss_idx0, iss_lat0
+        xrp = 0 if exact else n_rp        # a conflict's key: its PRE (exact) or its ACT (PRE + nRP)
         served = 0
         lo = 0            # oldest unfinished visit
         n_act = 0
@@ -444,7 +486,9 @@ def _run_fast(arrive, is_write, v_first, v_bank, v_row, v_writes, vnum, order, b
                     closed = orow == -1
                     ra = ready[rb, uact]
                     k1 = max(max(ra, adm), ready[g, uact])
-                    k2 = max(max(max(ready[rb, upre], adm) + n_rp, ra), max(ready[g, upre] + n_rp, ready[g, uact]))
+                    k2 = max(max(ready[rb, upre], adm), ready[g, upre]) + xrp   # a conflict's event: its PRE
+                    if not exact:                                                 # (exact) or ACT
+                        k2 = max(k2, max(ra, ready[g, uact]))
                     kh[ub] = adm if valid and hit else _BIG
                     kx1[ub] = k1 if valid and not hit and closed else _BIG
                     kx2[ub] = k2 if valid and not hit and not closed else _BIG
@@ -470,7 +514,7 @@ def _run_fast(arrive, is_write, v_first, v_bank, v_row, v_writes, vnum, order, b
                         ua = max(ua, ready[r_, act])
                         up = max(up, ready[r_, pre])
                     p_a[p_] = ua
-                    p_p[p_] = max(up + n_rp, ua)
+                    p_p[p_] = up if exact else max(up + n_rp, ua)
                 re = _BIG
                 rv = -1
                 if n_par <= 4 and small_v:
@@ -521,16 +565,19 @@ def _run_fast(arrive, is_write, v_first, v_bank, v_row, v_writes, vnum, order, b
                     rp = np.int64(-1)
                     if kc[b] == 0:
                         rcol = re
-                    else:
+                    elif kc[b] == 1:
                         rcol = re + n_rcd
-                        if kc[b] == 2:
-                            first = vstart[rv]
-                            adm = a0 if same_arrival else arrive[ordc[first]]
-                            if first >= Q and served_t[first - Q] + 1 > adm:
-                                adm = served_t[first - Q] + 1
-                            rp = _ready_at(pre, b, bank_nodes, level_offset, scope, ready)
-                            if adm > rp:
-                                rp = adm
+                    elif exact:  # the event is its PRE: the ACT nRP later at the earliest
+                        rcol = re + n_rp + n_rcd
+                    else:        # the event is its ACT, the PRE goes first
+                        rcol = re + n_rcd
+                        first = vstart[rv]
+                        adm = a0 if same_arrival else arrive[ordc[first]]
+                        if first >= Q and served_t[first - Q] + 1 > adm:
+                            adm = served_t[first - Q] + 1
+                        rp = _ready_at(pre, b, bank_nodes, level_offset, scope, ready)
+                        if adm > rp:
+                            rp = adm
             # -------- column candidates: each active visit's next read and next write
             nc = 0
             ci = -1
@@ -579,7 +626,8 @@ def _run_fast(arrive, is_write, v_first, v_bank, v_row, v_writes, vnum, order, b
                 tmp[0] = 0
                 first_bank = rn * banks_per_ref
                 tr = tref
-                if refresh_mode == 1:
+                if refresh_mode == 1 and not exact:
+                    # in one step at its due cycle: PREA if a row is open, then REFab
                     any_open = False
                     for bb in range(first_bank, first_bank + banks_per_ref):
                         if bank_act[bb] != -1:
@@ -602,7 +650,56 @@ def _run_fast(arrive, is_write, v_first, v_bank, v_row, v_writes, vnum, order, b
                     _issue_at(refab, first_bank, e, n_banks, iss_ptr, iss_idx, iss_lat, w_ptr, w_base, w_len,
                               w_cell, w_lat, readyf, hring)
                     next_ref[rn] += n_refi
-                else:
+                elif refresh_mode == 1:
+                    # bus-exact, in stages, as per-bank below: when due, the node's banks take no new
+                    # ACT (their ACT cells parked at _BIG) and their rows are lost to their visits;
+                    # then PREA if a row was open, then REFab, which restores the ACT cells (and
+                    # raises them: nRFC). Placed at the due cycle in one step, they raised the rank's
+                    # cells (and the row bus's) ahead of ACTs not yet issued
+                    if rstage[rn] == 0:
+                        any_open = False
+                        for bb in range(first_bank, first_bank + banks_per_ref):
+                            if bank_act[bb] != -1:
+                                vstate[bank_act[bb]] = 0
+                                n_act = _drop_active(bank_act[bb], act_list, n_act)
+                                bank_act[bb] = -1
+                            if open_row[bb] != -1:
+                                any_open = True
+                                open_row[bb] = -1
+                            rowb = level_offset[B] + bb
+                            bsave[bb] = ready[rowb, act]
+                            ready[rowb, act] = _BIG
+                            if not inpend[bb]:  # its row-event key is brought up to date at the next pick
+                                inpend[bb] = True
+                                pend[n_pend] = bb
+                                n_pend += 1
+                        rstage[rn] = 1 if any_open else 2
+                        dirty = True
+                        continue
+                    cmd = prea if rstage[rn] == 1 else refab
+                    e = max(tref, _earliest(cmd, tmp, counts, level_offset, scope, ready))
+                    if e > tref:       # pushed back by commands issued since: wait for its turn
+                        next_ref[rn] = e
+                        continue
+                    if cmd == refab:
+                        for bb in range(first_bank, first_bank + banks_per_ref):
+                            ready[level_offset[B] + bb, act] = bsave[bb]
+                            if not inpend[bb]:
+                                inpend[bb] = True
+                                pend[n_pend] = bb
+                                n_pend += 1
+                        ref_due[rn] += n_refi
+                        next_ref[rn] = ref_due[rn]
+                        rstage[rn] = 0
+                    else:
+                        rstage[rn] = 2
+                        next_ref[rn] = e + 1
+                    _issue_at(cmd, first_bank, e, n_banks, iss_ptr, iss_idx, iss_lat, w_ptr, w_base, w_len,
+                              w_cell, w_lat, readyf, hring)
+                elif not exact:
+                    # per-bank in one step at its due cycle, charged to its own bank only: the
+                    # engine slots REFpb into gaps between the other banks' ACTs, so its spacing to
+                    # them (nRREFD, tRRD) rarely costs a cycle in one direction
                     bb = first_bank + ref_bank[rn]
                     rem = bb
                     for lv in range(B, 0, -1):
@@ -619,8 +716,6 @@ def _run_fast(arrive, is_write, v_first, v_bank, v_row, v_writes, vnum, order, b
                                   readyf, hring)
                         open_row[bb] = -1
                         tr = e + 1
-                    # charged to its own bank only: the engine slots REFpb into gaps between the
-                    # other banks' ACTs, so its spacing to them (nRREFD, tRRD) rarely costs a cycle
                     rowb = level_offset[B] + bb
                     e = max(tr, ready[rowb, refpb])
                     if e + n_rfcpb > ready[rowb, act]:
@@ -631,30 +726,88 @@ def _run_fast(arrive, is_write, v_first, v_bank, v_row, v_writes, vnum, order, b
                         inpend[bb] = True
                         pend[n_pend] = bb
                         n_pend += 1
+                else:
+                    # per-bank, bus-exact: in stages, each at the first cycle its command can go (the
+                    # engine retries every cycle, with priority on the row bus): when due, the bank
+                    # takes no new ACT (its ACT cell parked at _BIG) and its row is lost to its visits;
+                    # then its PRE if the row was open, then REFpb, which restores the ACT cell and
+                    # raises it (nRFCpb; nRREFD on the rank's other banks). Placing the PRE and REFpb
+                    # at the due cycle in one step raised the rank's ACT cells ahead of ACTs not yet
+                    # issued (6-12% slow)
+                    bb = first_bank + ref_bank[rn]
+                    rem = bb
+                    for lv in range(B, 0, -1):
+                        bank_xy[lv] = rem % counts[lv]
+                        rem //= counts[lv]
+                    bank_xy[0] = 0
+                    rowb = level_offset[B] + bb
+                    if rstage[rn] == 0:
+                        if bank_act[bb] != -1:
+                            vstate[bank_act[bb]] = 0
+                            n_act = _drop_active(bank_act[bb], act_list, n_act)
+                            bank_act[bb] = -1
+                        rstage[rn] = 1 if open_row[bb] != -1 else 2
+                        open_row[bb] = -1   # no visit uses the row again (its PRE is the next stage)
+                        rsave[rn] = ready[rowb, act]
+                        ready[rowb, act] = _BIG
+                    else:
+                        cmd = pre if rstage[rn] == 1 else refpb
+                        e = max(tref, _earliest(cmd, bank_xy, counts, level_offset, scope, ready))
+                        if e > tref:       # pushed back by commands issued since: wait for its turn
+                            next_ref[rn] = e
+                            continue
+                        if cmd == refpb:
+                            ready[rowb, act] = rsave[rn]
+                            ref_due[rn] += n_refipb
+                            next_ref[rn] = ref_due[rn]
+                            ref_bank[rn] = (ref_bank[rn] + 1) % banks_per_ref
+                            rstage[rn] = 0
+                        else:
+                            rstage[rn] = 2
+                            next_ref[rn] = e + 1
+                        _issue_at(cmd, bb, e, n_banks, iss_ptr, iss_idx, iss_lat, w_ptr, w_base, w_len, w_cell,
+                                  w_lat, readyf, hring)
+                    if not inpend[bb]:  # its row-event key is brought up to date at the next pick
+                        inpend[bb] = True
+                        pend[n_pend] = bb
+                        n_pend += 1
                 for bb in range(n_banks):  # the refresh may have raised any group's ACT / PRE cells
                     g = grp_row0 + b_grp[bb]
                     kx1[bb] = max(kx1[bb], ready[g, act])
-                    kx2[bb] = max(kx2[bb], max(ready[g, pre] + n_rp, ready[g, act]))
+                    kx2[bb] = max(kx2[bb], ready[g, pre] if exact else max(ready[g, pre] + n_rp, ready[g, act]))
                 dirty = True
                 continue
             # -------- open a row
             if rv != -1 and re <= cc:
                 v = rv
                 b = vbank[v]
+                if open_row[b] != vrow[v] and open_row[b] != -1:
+                    # a row conflict: its PRE; bus-exact, an event of its own at the first cycle it
+                    # can go (the engine's row bus sends a PRE as soon as no queued request hits the
+                    # open row, oldest request first), the head's ACT a later row event; else at rp,
+                    # the ACT next
+                    tp = re if exact else rp
+                    _issue_at(pre, b, tp, n_banks, iss_ptr, iss_idx, iss_lat, w_ptr, w_base, w_len,
+                              w_cell, w_lat, readyf, hring)
+                    kt = pre * n_banks + b  # the groups whose ACT / PRE cells it raised: their banks' keys
+                    for j in range(tg_ptr[U(kt)], tg_ptr[U(kt + 1)]):
+                        g = tg_idx[U(j)]
+                        gr = U(grp_row0 + g)
+                        ga = ready[gr, uact]
+                        gp = ready[gr, upre] if exact else max(ready[gr, upre] + n_rp, ga)
+                        for bb in range(g * bpg, g * bpg + bpg):
+                            ub = U(bb)
+                            kx1[ub] = max(kx1[ub], ga)
+                            kx2[ub] = max(kx2[ub], gp)
+                    open_row[b] = -1
+                    if exact:
+                        if not inpend[b]:  # its row-event key is brought up to date at the next pick
+                            inpend[b] = True
+                            pend[n_pend] = b
+                            n_pend += 1
+                        dirty = True
+                        continue
                 if open_row[b] != vrow[v]:
-                    if open_row[b] != -1:
-                        _issue_at(pre, b, rp, n_banks, iss_ptr, iss_idx, iss_lat, w_ptr, w_base, w_len,
-                  w_cell, w_lat, readyf, hring)
-                        kt = pre * n_banks + b  # the groups whose ACT / PRE cells it raised: their banks' keys
-                        for j in range(tg_ptr[U(kt)], tg_ptr[U(kt + 1)]):
-                            g = tg_idx[U(j)]
-                            gr = U(grp_row0 + g)
-                            ga = ready[gr, uact]
-                            gp = max(ready[gr, upre] + n_rp, ga)
-                            for bb in range(g * bpg, g * bpg + bpg):
-                                ub = U(bb)
-                                kx1[ub] = max(kx1[ub], ga)
-                                kx2[ub] = max(kx2[ub], gp)
                     _issue_at(act, b, re, n_banks, iss_ptr, iss_idx, iss_lat, w_ptr, w_base, w_len,
                   w_cell, w_lat, readyf, hring)
                     kt = act * n_banks + b  # the groups whose ACT / PRE cells it raised: their banks' keys
@@ -662,7 +815,7 @@ def _run_fast(arrive, is_write, v_first, v_bank, v_row, v_writes, vnum, order, b
                         g = tg_idx[U(j)]
                         gr = U(grp_row0 + g)
                         ga = ready[gr, uact]
-                        gp = max(ready[gr, upre] + n_rp, ga)
+                        gp = ready[gr, upre] if exact else max(ready[gr, upre] + n_rp, ga)
                         for bb in range(g * bpg, g * bpg + bpg):
                             ub = U(bb)
                             kx1[ub] = max(kx1[ub], ga)
@@ -723,7 +876,9 @@ def _run_fast(arrive, is_write, v_first, v_bank, v_row, v_writes, vnum, order, b
                         for bb in range(n_banks):
                             hmin = min(hmin, kh[bb])
                         lb = min(lb, max(hmin, min(lr, lw)) - 1)
-                    if c <= lb and c < tref:
+                    # bus-exact: not on a tie either (an older head may go at lb; the column
+                    # candidates below break the tie by age)
+                    if (c < lb or c == lb and not exact) and c < tref:
                         lat = (n_cwl if w else n_cl) + n_bl
                         done[i] = c + lat
                         k = served
@@ -751,7 +906,7 @@ def _run_fast(arrive, is_write, v_first, v_bank, v_row, v_writes, vnum, order, b
                             g = tg_idx[U(j)]
                             gr = U(grp_row0 + g)
                             ga = ready[gr, uact]
-                            gp = max(ready[gr, upre] + n_rp, ga)
+                            gp = ready[gr, upre] if exact else max(ready[gr, upre] + n_rp, ga)
                             for bb in range(g * bpg, g * bpg + bpg):
                                 ub = U(bb)
                                 kx1[ub] = max(kx1[ub], ga)
@@ -912,7 +1067,7 @@ def _run_fast(arrive, is_write, v_first, v_bank, v_row, v_writes, vnum, order, b
                 g = tg_idx[U(j)]
                 gr = U(grp_row0 + g)
                 ga = ready[gr, uact]
-                gp = max(ready[gr, upre] + n_rp, ga)
+                gp = ready[gr, upre] if exact else max(ready[gr, upre] + n_rp, ga)
                 for bb in range(g * bpg, g * bpg + bpg):
                     ub = U(bb)
                     kx1[ub] = max(kx1[ub], ga)
@@ -935,10 +1090,30 @@ def _run_fast(arrive, is_write, v_first, v_bank, v_row, v_writes, vnum, order, b
     return end, visits_total
 
 
-def _prepare(spec: DramSpec):
+def _with_command_buses(spec: DramSpec) -> DramSpec:
+    """``spec`` plus, for every two of the commands the fast mode issues (ACT, PRE, PREA, REFab,
+    REFpb, RD, WR, RDA, WRA) that share a command bus, a rule that keeps them a cycle apart in the
+    channel. The engine sends at most one command per bus and cycle (the oldest ready one); in
+    write mixes that one cycle decides whether a read or a write takes the column bus first (a read
+    becoming ready a cycle later lets a write go, then the turnaround keeps the next reads back), and
+    leaving it out made strided / random traffic with 10-70% writes 2-15% fast. As a ready-table rule
+    it is exact only while the bus's commands are issued in cycle order: the general loop issues
+    each PRE as a row event of its own for that reason (see :func:`_run_fast`)."""
+    roles = command_roles(spec)
+    cmds = [c for c in (roles.act, roles.pre, roles.prea, roles.refab, roles.refpb, roles.rd, roles.wr,
+                        roles.rda, roles.wra) if c >= 0]
+    bus = spec.standard.command_bus
+    extra = tuple(Constraint(0, a, b, 1, 1, False, -1) for a in cmds for b in cmds if bus[a] == bus[b])
+    return dataclasses.replace(spec, constraints=spec.constraints + extra)
+
+
+def _prepare(spec: DramSpec, buses: bool = False):
     """Tables for :func:`_run_fast`, built once per spec: the engine's, plus each bank's node per
     level, the deepest level two banks share, and ``cross[prev, next, level]``, the spacing the
-    window-1 rules put between two commands whose banks share nodes down to ``level``."""
+    window-1 rules put between two commands whose banks share nodes down to ``level``. ``buses``:
+    with the command buses as rules (:func:`_with_command_buses`; the general loop's tables)."""
+    if buses:
+        spec = _with_command_buses(spec)
     tab = build_tables(spec)
     counts = tab.counts
     B = counts.shape[0] - 1
@@ -1044,33 +1219,34 @@ def _prepare(spec: DramSpec):
     return tab, bank_nodes, common, cross, issue, touched, int(spec.t("nRP")), int(spec.t("nRFCpb")), int(n_rcd)
 
 
-_CACHE: dict[int, tuple] = {}
+_CACHE: dict[tuple[int, bool], tuple] = {}
 
 
-def _tables(spec: DramSpec):
-    hit = _CACHE.get(id(spec))
+def _tables(spec: DramSpec, buses: bool = False):
+    key = (id(spec), buses)
+    hit = _CACHE.get(key)
     if hit is not None and hit[0]() is spec:
         return hit[1]
-    prepared = _prepare(spec)
-    key = id(spec)
+    prepared = _prepare(spec, buses)
     _CACHE[key] = (weakref.ref(spec, lambda _, k=key: _CACHE.pop(k, None)), prepared)
     return prepared
 
 
-def _issue_lists(spec: DramSpec, issue, n_cmds: int, roles, refresh_mode: int, has_writes: bool):
+def _issue_lists(spec: DramSpec, issue, n_cmds: int, roles, refresh_mode: int, has_writes: bool, buses: bool):
     """The issue lists reduced to the ready-table cells this run's decisions read: the fast mode
     consults the ACT / PRE / RD cells always, WR cells only when the run has writes, PREA / REFab
     cells only under all-bank refresh and REFpb cells only under per-bank refresh, and never the
     RDA / WRA cells (closed page checks a column command by its RD / WR cells, which the same rules
     raise). The other cells would be raised on every issue and never read: dropping them leaves the
     results unchanged and saves about half of the per-request table updates (ACT 12 cells to 7, RD
-    10 to 5 on HBM2). Cached per spec and mode."""
+    10 to 5 on HBM2). Cached per spec and mode; ``buses``: ``issue`` comes from the tables with the
+    command buses (:func:`_with_command_buses`), a cache entry of its own."""
     act, pre, prea, rd, wr, rda, wra, refab, refpb = (int(x) for x in roles)
     read = [act, pre, rd] + ([wr] if has_writes else []) + ([prea, refab] if refresh_mode == 1 else []) + (
         [refpb] if refresh_mode == 2 else [])
     keep = np.zeros(n_cmds, np.bool_)
     keep[[c for c in read if c >= 0]] = True   # a standard may lack a command (role -1)
-    key = (id(spec), keep.tobytes())
+    key = (id(spec), keep.tobytes(), buses)
     hit = _REDUCED.get(key)
     if hit is not None and hit[0]() is spec:
         return hit[1]
@@ -1127,7 +1303,8 @@ def run_fast(spec: DramSpec, arrive: np.ndarray, is_write: np.ndarray, coords: n
     r = tab.roles
     if refresh_mode == 1 and (r[1] < 0 or r[2] < 0 or r[7] < 0):
         raise ValueError("standard has no all-bank refresh")
-    issue = _issue_lists(spec, issue, len(spec.standard.commands), r, refresh_mode, has_writes)
+    n_cmds = len(spec.standard.commands)
+    issue = _issue_lists(spec, issue, n_cmds, r, refresh_mode, has_writes, False)
     bounds = np.zeros(int(spec.counts[0]) + 1, np.int64)
     order, key, vs, vb, vr, vw = _scratch(n)
     vnum = np.zeros(bounds.shape[0] - 1, np.int64)
@@ -1148,11 +1325,16 @@ def run_fast(spec: DramSpec, arrive: np.ndarray, is_write: np.ndarray, coords: n
                                         page_policy == "closed", refresh_mode, done)
     end, visits = 0, 0
     if not use.all():
+        # channels with both directions run bus-exact (see _run_fast): the tables with the command buses
+        cross1, issue1 = cross, issue[:3]
+        if has_writes and not is_write.all():
+            _, _, _, cross1, issue1, _, _, _, _ = _tables(spec, True)
+            issue1 = _issue_lists(spec, issue1, n_cmds, r, refresh_mode, has_writes, True)[:3]
         _form_visits(key, bounds, use, vs, vb, vr, vw, vnum)
         end, visits = _run_fast(arrive, is_write, vs, vb, vr, vw, vnum, order, bounds, tab.counts, tab.level_offset,
                                 tab.c_level, tab.c_next, tab.c_lat, tab.c_window, tab.c_sibling, tab.by_prev_ptr,
                                 tab.by_prev_idx, tab.scope, tab.roles, tab.ref_level, tab.timing, bank_nodes, common,
-                                cross, *issue, *touched, n_rp, n_rfcpb, n_rcd, int(queue_depth),
+                                cross, *issue, *touched, cross1, *issue1, n_rp, n_rfcpb, n_rcd, int(queue_depth),
                                 page_policy == "closed", refresh_mode, has_writes, use, done)
     visits += int(vnum[use != 0].sum())
     return FastResult(cycles=int(max(end, end1)), done_cycle=done, row_visits=int(visits))
