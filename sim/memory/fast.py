@@ -255,6 +255,23 @@ def _drop_active(v, act_list, n_act):
     return n_act
 
 
+@njit(cache=True, inline="always")
+def _raise_group_bounds(kt, tg_ptr, tg_idx, grp_row0, bpg, uact, upre, exact, n_rp, ready, kx1, kx2):
+    """After an issue (``kt`` = command * banks + bank): raise the ACT bound (``kx1``) and the
+    conflict bound (``kx2``: PRE + nRP, or the PRE cell alone when PREs are events of their own,
+    ``exact``) of every bank in the groups whose ACT / PRE cells it raised (the table only grows)."""
+    U = np.uint64
+    for j in range(tg_ptr[U(kt)], tg_ptr[U(kt + 1)]):
+        g = tg_idx[U(j)]
+        gr = U(grp_row0 + g)
+        ga = ready[gr, uact]
+        gp = ready[gr, upre] if exact else max(ready[gr, upre] + n_rp, ga)
+        for bb in range(g * bpg, g * bpg + bpg):
+            ub = U(bb)
+            kx1[ub] = max(kx1[ub], ga)
+            kx2[ub] = max(kx2[ub], gp)
+
+
 @njit(cache=True)
 def _run_fast(arrive, is_write, v_first, v_bank, v_row, v_writes, vnum, order, bounds, counts, level_offset, c_level, c_next, c_lat, c_window,
               c_sibling, by_prev_ptr, by_prev_idx, scope, roles, ref_level, timing, bank_nodes, common,
@@ -789,16 +806,8 @@ def _run_fast(arrive, is_write, v_first, v_bank, v_row, v_writes, vnum, order, b
                     tp = re if exact else rp
                     _issue_at(pre, b, tp, n_banks, iss_ptr, iss_idx, iss_lat, w_ptr, w_base, w_len,
                               w_cell, w_lat, readyf, hring)
-                    kt = pre * n_banks + b  # the groups whose ACT / PRE cells it raised: their banks' keys
-                    for j in range(tg_ptr[U(kt)], tg_ptr[U(kt + 1)]):
-                        g = tg_idx[U(j)]
-                        gr = U(grp_row0 + g)
-                        ga = ready[gr, uact]
-                        gp = ready[gr, upre] if exact else max(ready[gr, upre] + n_rp, ga)
-                        for bb in range(g * bpg, g * bpg + bpg):
-                            ub = U(bb)
-                            kx1[ub] = max(kx1[ub], ga)
-                            kx2[ub] = max(kx2[ub], gp)
+                    _raise_group_bounds(pre * n_banks + b, tg_ptr, tg_idx, grp_row0, bpg, uact, upre, exact, n_rp,
+                                        ready, kx1, kx2)
                     open_row[b] = -1
                     if exact:
                         if not inpend[b]:  # its row-event key is brought up to date at the next pick
@@ -809,17 +818,9 @@ def _run_fast(arrive, is_write, v_first, v_bank, v_row, v_writes, vnum, order, b
                         continue
                 if open_row[b] != vrow[v]:
                     _issue_at(act, b, re, n_banks, iss_ptr, iss_idx, iss_lat, w_ptr, w_base, w_len,
-                  w_cell, w_lat, readyf, hring)
-                    kt = act * n_banks + b  # the groups whose ACT / PRE cells it raised: their banks' keys
-                    for j in range(tg_ptr[U(kt)], tg_ptr[U(kt + 1)]):
-                        g = tg_idx[U(j)]
-                        gr = U(grp_row0 + g)
-                        ga = ready[gr, uact]
-                        gp = ready[gr, upre] if exact else max(ready[gr, upre] + n_rp, ga)
-                        for bb in range(g * bpg, g * bpg + bpg):
-                            ub = U(bb)
-                            kx1[ub] = max(kx1[ub], ga)
-                            kx2[ub] = max(kx2[ub], gp)
+                              w_cell, w_lat, readyf, hring)
+                    _raise_group_bounds(act * n_banks + b, tg_ptr, tg_idx, grp_row0, bpg, uact, upre, exact, n_rp,
+                                        ready, kx1, kx2)
                     open_row[b] = vrow[v]
                 vstate[v] = 1
                 bank_act[b] = v
@@ -900,17 +901,9 @@ def _run_fast(arrive, is_write, v_first, v_bank, v_row, v_writes, vnum, order, b
                         if closed_page:
                             issue_cmd = wra if w else rda
                         _issue_at(issue_cmd, b, c, n_banks, iss_ptr, iss_idx, iss_lat, w_ptr, w_base, w_len,
-                  w_cell, w_lat, readyf, hring)
-                        kt = issue_cmd * n_banks + b  # the groups whose ACT / PRE cells it raised: their banks' keys
-                        for j in range(tg_ptr[U(kt)], tg_ptr[U(kt + 1)]):
-                            g = tg_idx[U(j)]
-                            gr = U(grp_row0 + g)
-                            ga = ready[gr, uact]
-                            gp = ready[gr, upre] if exact else max(ready[gr, upre] + n_rp, ga)
-                            for bb in range(g * bpg, g * bpg + bpg):
-                                ub = U(bb)
-                                kx1[ub] = max(kx1[ub], ga)
-                                kx2[ub] = max(kx2[ub], gp)
+                                  w_cell, w_lat, readyf, hring)
+                        _raise_group_bounds(issue_cmd * n_banks + b, tg_ptr, tg_idx, grp_row0, bpg, uact, upre, exact, n_rp,
+                                            ready, kx1, kx2)
                         vstate[v] = 2
                         skip[v] = v + 1
                         bank_act[b] = -1
@@ -1062,16 +1055,8 @@ def _run_fast(arrive, is_write, v_first, v_bank, v_row, v_writes, vnum, order, b
                 issue_cmd = wra if w else rda
             _issue_at(issue_cmd, b, c, n_banks, iss_ptr, iss_idx, iss_lat, w_ptr, w_base, w_len,
                       w_cell, w_lat, readyf, hring)
-            kt = issue_cmd * n_banks + b  # the groups whose ACT / PRE cells it raised: their banks' keys
-            for j in range(tg_ptr[U(kt)], tg_ptr[U(kt + 1)]):
-                g = tg_idx[U(j)]
-                gr = U(grp_row0 + g)
-                ga = ready[gr, uact]
-                gp = ready[gr, upre] if exact else max(ready[gr, upre] + n_rp, ga)
-                for bb in range(g * bpg, g * bpg + bpg):
-                    ub = U(bb)
-                    kx1[ub] = max(kx1[ub], ga)
-                    kx2[ub] = max(kx2[ub], gp)
+            _raise_group_bounds(issue_cmd * n_banks + b, tg_ptr, tg_idx, grp_row0, bpg, uact, upre, exact, n_rp,
+                                ready, kx1, kx2)
             if finished:
                 vstate[v] = 2
                 skip[v] = v + 1

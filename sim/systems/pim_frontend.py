@@ -82,11 +82,12 @@ def serial_issue_mha(system, lengths: np.ndarray, channels: np.ndarray, head_dim
     phases = {}
     busy: dict[int, float] = defaultdict(float)
     counts: dict[str, int] = defaultdict(int)
+    per_length = {int(L): kernel_instructions(memory, int(L), heads, head_dim, issue.kernel) for L in np.unique(lengths)}
     for k, phase in enumerate(("score", "context")):
         res = run_attention_batch(memory, lengths.tolist(), channels.tolist(), head_dim, heads, phases=(phase,))
         instr: dict[int, int] = defaultdict(int)
         for L, ch in zip(lengths.tolist(), channels.tolist()):
-            instr[int(ch)] += kernel_instructions(memory, int(L), heads, head_dim, issue.kernel)[k]
+            instr[int(ch)] += per_length[int(L)][k]
         work = {c: v / mem_hz for c, v in res.channel_cycles.items()}
         phases[phase] = serial_phase_seconds(instr, work, issue_hz)
         for c, w in work.items():

@@ -201,7 +201,7 @@ class CostModel:
         if self.use_sub and self.system.pim.row_buffers == 1:
             raise LlmsimError(f"--sub-batch: on needs dual row buffers (pim.row_buffers: 2): {self.system.name} "
                               "blocks normal traffic to a bank while PIM computes")
-        if self.system.accelerator == "npu" and self.system.npu_config().mapping.attention == "serial_gemv":
+        if self.system.accelerator == "npu" and self.npu.mapping.attention == "serial_gemv":
             raise LlmsimError(f"{self.system.name}: npu.mapping.attention: serial_gemv (NeuPIMs' simulator's decode "
                               "schedule) is modelled for one decode iteration (llmsim simulate), not for serving runs")
         if self.pim and self.system.pim.issue is not None:
