@@ -109,3 +109,51 @@ def test_refresh_deadlines_hold_under_load(neupims, mode):
     assert refresh_violations(spec, res.log, mode) == []
     unrefreshed = run(spec, arrive, is_write, mp.decode_many(addrs), refresh="none")
     assert len(refresh_violations(spec, unrefreshed.log, mode)) > 0  # the rule can fail
+
+
+# dense traffic: the counting merge; sparse arrivals without refresh: the sort merge
+@pytest.mark.parametrize("gap,refresh", [(0, "per_bank"), (997, "none")])
+def test_log_is_each_channels_log_merged_by_cycle(neupims, gap, refresh):
+    # the channels' logs are merged by cycle, ties in channel order: the same log as a stable sort of
+    # the channels' logs run one channel at a time and concatenated
+    from sim.memory.workloads import requests
+
+    m, spec, mp = neupims
+    arrive, is_write, addrs = requests(mp, "random", 3_000, seed=5, write_fraction=0.2, burst_bytes=m.burst_bytes)
+    arrive = arrive + gap * np.arange(len(arrive))
+    xy = mp.decode_many(addrs)
+    res = run(spec, arrive, is_write, xy, refresh=refresh)
+    parts = []
+    for ch in np.unique(xy[:, 0]):
+        sel = xy[:, 0] == ch
+        alone = run(spec, arrive[sel], is_write[sel], xy[sel], refresh=refresh)
+        parts.append(alone.log)
+        assert np.array_equal(res.done_cycle[sel], alone.done_cycle)
+    t = np.concatenate([p.cycle for p in parts])
+    order = np.argsort(t, kind="stable")
+    assert np.array_equal(res.log.cycle, t[order])
+    assert np.array_equal(res.log.cmd, np.concatenate([p.cmd for p in parts])[order])
+    assert np.array_equal(res.log.coords, np.concatenate([p.coords for p in parts])[order])
+    assert res.log.cmd.dtype == np.int16 and res.log.coords.dtype == np.int32
+    span = int(res.log.cycle[-1] - res.log.cycle[0])
+    assert (span <= 8 * len(res.log) + 1024) == (gap == 0)   # both merge paths are taken
+
+
+def test_a_channel_that_outgrows_its_log_slice(neupims):
+    # sparse arrivals with per-bank refresh: hundreds of refresh commands per request, far past the
+    # 4 a request a channel's slice of the log buffer holds; such a channel runs again in a buffer of
+    # its own, and the merged log is the same as each channel's log alone
+    m, spec, mp = neupims
+    addrs = np.arange(0, 64 * 40, 64)
+    xy = mp.decode_many(addrs)
+    arrive = 5_000 * np.arange(len(addrs))
+    res = run(spec, arrive, np.zeros(len(addrs), bool), xy, refresh="per_bank")
+    assert len(res.log) > 4 * len(addrs) + 1024
+    assert np.all(np.diff(res.log.cycle) >= 0)
+    for ch in np.unique(xy[:, 0]):
+        sel = xy[:, 0] == ch
+        alone = run(spec, arrive[sel], np.zeros(int(sel.sum()), bool), xy[sel], refresh="per_bank")
+        mine = res.log.coords[:, 0] == ch
+        assert np.array_equal(res.log.cycle[mine], alone.log.cycle)
+        assert np.array_equal(res.log.cmd[mine], alone.log.cmd)
+    assert run(spec, arrive[:0], np.zeros(0, bool), xy[:0]).log.cycle.shape == (0,)

@@ -161,3 +161,52 @@ def test_fast_empty_and_unsorted():
     bad[3, -2] = 1 << 33   # a row the packed split key cannot hold
     with pytest.raises(ValueError):
         run_fast(spec, arrive, is_write, bad)
+
+
+def _mixed_channels_case():
+    """Stream on channels 0-15 (the general loop), random reads on 16-31 (the one-burst kernel), a
+    30% write mix on top of part of it (bus-exact channels) -- every kind of channel in one run."""
+    m = load_hw("hbm2-neupims")
+    spec, mp = m.spec(), m.mapping()
+    parts = []
+    for pattern, wf, keep in (("stream", 0.0, lambda ch: ch < 12), ("random", 0.3, lambda ch: (ch >= 12) & (ch < 16)),
+                              ("random", 0.0, lambda ch: ch >= 16)):
+        arrive, is_write, addrs = requests(mp, pattern, 6_000, seed=0, write_fraction=wf, burst_bytes=m.burst_bytes)
+        xy = mp.decode_many(addrs)
+        sel = keep(xy[:, 0])
+        parts.append((arrive[sel], is_write[sel], xy[sel]))
+    both = [np.concatenate([p[i] for p in parts]) for i in range(3)]
+    order = np.argsort(both[0], kind="stable")
+    return spec, both[0][order], both[1][order], both[2][order]
+
+
+@pytest.mark.parametrize("refresh", ["all_bank", "per_bank"])
+def test_fast_results_do_not_depend_on_the_thread_count(refresh):
+    # channels are shared out over threads whole: every thread count gives the same schedule, bit for bit
+    spec, arrive, is_write, xy = _mixed_channels_case()
+    one = run_fast(spec, arrive, is_write, xy, refresh=refresh, threads=1)
+    for threads in (2, 3, 64):
+        r = run_fast(spec, arrive, is_write, xy, refresh=refresh, threads=threads)
+        assert r.cycles == one.cycles and r.row_visits == one.row_visits
+        assert np.array_equal(r.done_cycle, one.done_cycle)
+
+
+def test_fast_thread_count_is_checked(monkeypatch):
+    spec, arrive, is_write, xy = _case("hbm2-neupims", "random", 200)
+    with pytest.raises(ValueError, match="threads"):
+        run_fast(spec, arrive, is_write, xy, threads=0)
+    monkeypatch.setenv("LLMSIM_THREADS", "two")
+    with pytest.raises(ValueError, match="LLMSIM_THREADS"):
+        run_fast(spec, arrive, is_write, xy)
+    monkeypatch.setenv("LLMSIM_THREADS", "3")
+    assert run_fast(spec, arrive, is_write, xy).cycles == run_fast(spec, arrive, is_write, xy, threads=1).cycles
+
+
+def test_channels_are_shared_out_by_work():
+    from sim.memory.fast import _share_channels
+
+    masks = _share_channels(np.array([10, 0, 7, 3, 3, 1]), 2)
+    loads = [int((m * np.array([10, 0, 7, 3, 3, 1])).sum()) for m in masks]
+    assert sorted(loads) == [11, 13]                       # longest first, each to the lighter set
+    assert sum(int(m.sum()) for m in masks) == 5          # every channel with work, once; channel 1 none
+    assert _share_channels(np.array([0, 0]), 4) == []

@@ -171,13 +171,41 @@ def _earliest_at(cmd, node_row, level_offset, scope, ready):
 
 
 @njit(cache=True)
+def _earliest_below(cmd, node_row, level_offset, scope, ready, cap):
+    """``_earliest_at``, but it stops as soon as a level's ready time reaches ``cap``: the exact
+    earliest cycle when it is below ``cap``, else some value >= ``cap`` (the controller's scans
+    only need the earliest cycle of a candidate that could go before the next event)."""
+    t = np.int64(0)
+    for lv in range(scope[cmd] + 1):
+        r = ready[level_offset[lv] + node_row[lv], cmd]
+        if r > t:
+            t = r
+            if t >= cap:
+                return t
+    return t
+
+
+@njit(cache=True)
 def _issue(cmd, coords, t, counts, level_offset, by_prev_ptr, by_prev_idx, c_level, c_next, c_lat, c_window,
            c_sibling, ready, hist, hist_pos, hist_n):
     """Record ``cmd`` issued at ``t``: raise the ready times of every command it constrains."""
+    _issue_nodes(cmd, coords, _NO_NODES, t, counts, level_offset, by_prev_ptr, by_prev_idx, c_level, c_next, c_lat,
+                 c_window, c_sibling, ready, hist, hist_pos, hist_n)
+
+
+_NO_NODES = np.zeros(0, np.int64)
+
+
+@njit(cache=True, inline="always")
+def _issue_nodes(cmd, coords, nodes, t, counts, level_offset, by_prev_ptr, by_prev_idx, c_level, c_next, c_lat,
+                 c_window, c_sibling, ready, hist, hist_pos, hist_n):
+    """``_issue`` with the node index of each level given (``nodes``, e.g. a request's, precomputed
+    once) or, when ``nodes`` is empty, computed from ``coords``."""
+    have = nodes.shape[0] > 0
     for j in range(by_prev_ptr[cmd], by_prev_ptr[cmd + 1]):
         k = by_prev_idx[j]
         lv = c_level[k]
-        node = _node(counts, coords, lv)
+        node = nodes[lv] if have else _node(counts, coords, lv)
         nxt = c_next[k]
         if c_window[k] > 1:
             w = c_window[k]
@@ -243,6 +271,8 @@ def _run_channel(arrive, is_write, coords, rows, cols, channel, counts, level_of
     next_ref = np.full(ref_nodes, n_refi if refresh_mode == 1 else n_refipb, np.int64)
     ref_bank = np.zeros(ref_nodes, np.int64)  # per-bank refresh: next bank offset in the node
     queue = np.full(queue_depth, -1, np.int64)  # request indices, oldest first (arrival order)
+    qbank = np.zeros(queue_depth, np.int64)     # and their banks and rows, in queue order (the scans read these)
+    qrow = np.zeros(queue_depth, np.int64)
     qn = 0
     head = 0
     n_log = 0
@@ -252,7 +282,10 @@ def _run_channel(arrive, is_write, coords, rows, cols, channel, counts, level_of
     bank_coords = np.zeros(B + 1, np.int64)
     tmp = np.zeros(B + 1, np.int64)
     bus_used = np.zeros(n_buses, np.int64)
-    blocked = np.zeros(n_banks, np.int64)  # banks whose refresh is due: no new ACT
+    # banks whose refresh is due (no new ACT) / that the next G_ACT takes (single row buffer: no new
+    # ACT): marked with the loop's iteration number, so nothing is cleared per iteration
+    blocked = np.full(n_banks, -1, np.int64)
+    it = np.int64(0)
     bank_of = np.empty(n_req, np.int64)
     req_nodes = np.empty((n_req, B + 1), np.int64)  # node index of each request at each level
     for i in range(n_req):
@@ -260,8 +293,14 @@ def _run_channel(arrive, is_write, coords, rows, cols, channel, counts, level_of
             req_nodes[i, lv] = _node(counts, coords[i], lv)
         bank_of[i] = req_nodes[i, B]
     hits = np.zeros(n_banks, np.int64)     # queued requests that hit their bank's open row
+    # per bank and command: a cycle before which it cannot issue (an earliest cycle computed earlier,
+    # or part of one: the ready table only grows, so it stays a lower bound). The scans skip a queued
+    # request while its bank's bound is in the future; it then only makes the next event no later
+    # than that bound, which may wake the loop at a cycle where nothing issues (that changes no
+    # state: the same commands at the same cycles), and the request is looked at afresh there
+    not_before = np.zeros((n_banks, n_cmds), np.int64)
     pim_row = np.full(n_banks, -1, np.int64)
-    claimed = np.zeros(n_banks, np.int64)  # banks the next G_ACT takes (single row buffer): no new ACT
+    claimed = np.full(n_banks, -1, np.int64)
     n_pim = pim_cmds.shape[0]
     pp = 0
     banks_per_bg = n_banks // (level_offset[bg_level + 1] - level_offset[bg_level])
@@ -269,12 +308,14 @@ def _run_channel(arrive, is_write, coords, rows, cols, channel, counts, level_of
         # admit arrivals into free queue slots
         while qn < queue_depth and head < n_req and arrive[head] <= t:
             queue[qn] = head
+            qbank[qn] = bank_of[head]
+            qrow[qn] = rows[head]
             qn += 1
             if open_row[bank_of[head]] == rows[head]:
                 hits[bank_of[head]] += 1
             head += 1
         bus_used[:] = 0
-        blocked[:] = 0
+        it += 1
         next_event = BIG
         if head < n_req and arrive[head] > t:
             next_event = arrive[head]
@@ -296,7 +337,7 @@ def _run_channel(arrive, is_write, coords, rows, cols, channel, counts, level_of
                     any_open = False
                     pim_open = False
                     for b in range(first_bank, first_bank + banks_per_ref):
-                        blocked[b] = 1
+                        blocked[b] = it
                         if open_row[b] != -1:
                             any_open = True
                         if pim_row[b] != -1:
@@ -323,7 +364,7 @@ def _run_channel(arrive, is_write, coords, rows, cols, channel, counts, level_of
                         next_event = max(e, t + 1)
                 else:  # per-bank
                     b = first_bank + ref_bank[r]
-                    blocked[b] = 1
+                    blocked[b] = it
                     if pim_row[b] != -1 and open_row[b] == -1:
                         continue
                     rem = b
@@ -349,7 +390,6 @@ def _run_channel(arrive, is_write, coords, rows, cols, channel, counts, level_of
                     elif e < next_event:
                         next_event = max(e, t + 1)
         # ------------------------------------------------------------- PIM program: priority
-        claimed[:] = 0
         if pp < n_pim:
             cmd = pim_cmds[pp]
             kind = pim_kind[cmd]
@@ -362,10 +402,10 @@ def _run_channel(arrive, is_write, coords, rows, cols, channel, counts, level_of
                         break
                 g0 = _node(counts, pim_xy[pp], bg_level) * banks_per_bg
                 for b in range(g0, g0 + banks_per_bg):
-                    if blocked[b] == 1 and not tile_open:
+                    if blocked[b] == it and not tile_open:
                         can = False
                     if shared:
-                        claimed[b] = 1
+                        claimed[b] = it
                         if open_row[b] != -1:
                             can = False
                             rem = b
@@ -410,17 +450,23 @@ def _run_channel(arrive, is_write, coords, rows, cols, channel, counts, level_of
         # ------------------------------------------------------------- column bus: oldest ready hit
         best_q = -1
         for q in range(qn):  # oldest first: the first ready hit is the FR-FCFS choice
-            i = queue[q]
-            b = bank_of[i]
-            if open_row[b] != rows[i] or blocked[b] == 1 or (shared and claimed[b] == 1):
+            b = qbank[q]
+            if open_row[b] != qrow[q] or blocked[b] == it or (shared and claimed[b] == it):
                 continue  # a due refresh (or PIM, single row buffer) is not put off by row hits
+            i = queue[q]
             cmd = wr if is_write[i] else rd
             if bus_used[bus[cmd]] != 0:
                 break
-            e = _earliest_at(cmd, req_nodes[i], level_offset, scope, ready)
+            lo = not_before[b, cmd]
+            if lo > t:               # known not ready yet (see not_before)
+                if lo < next_event:
+                    next_event = lo
+                continue
+            e = _earliest_below(cmd, req_nodes[i], level_offset, scope, ready, next_event)
             if e <= t:
                 best_q = q
                 break
+            not_before[b, cmd] = e
             if e < next_event:
                 next_event = max(e, t + 1)
         if best_q != -1:
@@ -432,8 +478,8 @@ def _run_channel(arrive, is_write, coords, rows, cols, channel, counts, level_of
                 cmd = wra if is_write[i] else rda
             if n_log >= cap:
                 return -1, t
-            _issue(cmd, coords[i], t, counts, level_offset, by_prev_ptr, by_prev_idx, c_level, c_next, c_lat,
-                   c_window, c_sibling, ready, hist, hist_pos, hist_n)
+            _issue_nodes(cmd, coords[i], req_nodes[i], t, counts, level_offset, by_prev_ptr, by_prev_idx, c_level,
+                         c_next, c_lat, c_window, c_sibling, ready, hist, hist_pos, hist_n)
             n_log = _log(out_t, out_c, out_xy, n_log, t, cmd, coords[i], rows[i], cols[i], nlev, B)
             out_xy[n_log - 1, 0] = channel
             out_xy[n_log - 1, B + 1] = rows[i]
@@ -445,6 +491,8 @@ def _run_channel(arrive, is_write, coords, rows, cols, channel, counts, level_of
                 hits[b] = 0
             for q in range(best_q, qn - 1):
                 queue[q] = queue[q + 1]
+                qbank[q] = qbank[q + 1]
+                qrow[q] = qrow[q + 1]
             qn -= 1
             queue[qn] = -1
             served += 1
@@ -452,11 +500,11 @@ def _run_channel(arrive, is_write, coords, rows, cols, channel, counts, level_of
         best_q = -1
         best_cmd = -1
         for q in range(qn):
-            i = queue[q]
-            b = bank_of[i]
-            if open_row[b] == rows[i] or blocked[b] == 1 and open_row[b] == -1:
+            b = qbank[q]
+            if open_row[b] == qrow[q] or blocked[b] == it and open_row[b] == -1:
                 continue
-            if shared and open_row[b] == -1 and (pim_row[b] != -1 or claimed[b] == 1):
+            i = queue[q]
+            if shared and open_row[b] == -1 and (pim_row[b] != -1 or claimed[b] == it):
                 continue  # one row buffer: the bank is PIM's until PIM_PRE
             if open_row[b] == -1:
                 cmd = act
@@ -466,11 +514,17 @@ def _run_channel(arrive, is_write, coords, rows, cols, channel, counts, level_of
                 cmd = pre
             if bus_used[bus[cmd]] != 0:
                 break
-            e = _earliest_at(cmd, req_nodes[i], level_offset, scope, ready)
+            lo = not_before[b, cmd]
+            if lo > t:
+                if lo < next_event:
+                    next_event = lo
+                continue
+            e = _earliest_below(cmd, req_nodes[i], level_offset, scope, ready, next_event)
             if e <= t:
                 best_q = q
                 best_cmd = cmd
                 break
+            not_before[b, cmd] = e
             if e < next_event:
                 next_event = max(e, t + 1)
         if best_q != -1:
@@ -478,8 +532,8 @@ def _run_channel(arrive, is_write, coords, rows, cols, channel, counts, level_of
             b = bank_of[i]
             if n_log >= cap:
                 return -1, t
-            _issue(best_cmd, coords[i], t, counts, level_offset, by_prev_ptr, by_prev_idx, c_level, c_next, c_lat,
-                   c_window, c_sibling, ready, hist, hist_pos, hist_n)
+            _issue_nodes(best_cmd, coords[i], req_nodes[i], t, counts, level_offset, by_prev_ptr, by_prev_idx, c_level,
+                         c_next, c_lat, c_window, c_sibling, ready, hist, hist_pos, hist_n)
             n_log = _log(out_t, out_c, out_xy, n_log, t, best_cmd, coords[i], -1, -1, nlev, B)
             out_xy[n_log - 1, 0] = channel
             if best_cmd == act:
@@ -487,8 +541,7 @@ def _run_channel(arrive, is_write, coords, rows, cols, channel, counts, level_of
                 open_row[b] = rows[i]
                 hits[b] = 0
                 for q in range(qn):
-                    j = queue[q]
-                    if bank_of[j] == b and rows[j] == rows[i]:
+                    if qbank[q] == b and qrow[q] == rows[i]:
                         hits[b] += 1
             else:
                 open_row[b] = -1
@@ -516,6 +569,58 @@ def _no_program(B: int):
 
 
 
+@njit(cache=True)
+def _merge_by_cycle(buf_t, buf_c, buf_xy, run_start, run_len, out_t, out_c, out_xy):
+    """Merge per-channel logs (run r: rows ``run_start[r]`` onwards, ``run_len[r]`` of them, each
+    run in cycle order) into one log in cycle order; equal cycles keep run order, as a stable sort
+    of their concatenation would. A counting sort over the cycles when they span at most 8 rows
+    per command (the usual case: every channel busy), else a stable merge sort."""
+    n = out_t.shape[0]
+    nlev = out_xy.shape[1]
+    n_runs = run_start.shape[0]
+    if n == 0:
+        return
+    t_lo = np.int64(1) << 62
+    t_hi = -t_lo
+    for r in range(n_runs):
+        if run_len[r] > 0:
+            t_lo = min(t_lo, buf_t[run_start[r]])
+            t_hi = max(t_hi, buf_t[run_start[r] + run_len[r] - 1])
+    span = t_hi - t_lo + 1
+    if span <= 8 * n + 1024:
+        pos = np.zeros(span + 1, np.int64)
+        for r in range(n_runs):
+            for i in range(run_start[r], run_start[r] + run_len[r]):
+                pos[buf_t[i] - t_lo + 1] += 1
+        for k in range(span):
+            pos[k + 1] += pos[k]
+        for r in range(n_runs):
+            for i in range(run_start[r], run_start[r] + run_len[r]):
+                k = buf_t[i] - t_lo
+                j = pos[k]
+                pos[k] = j + 1
+                out_t[j] = buf_t[i]
+                out_c[j] = buf_c[i]
+                for lv in range(nlev):
+                    out_xy[j, lv] = buf_xy[i, lv]
+        return
+    rows = np.empty(n, np.int64)
+    allt = np.empty(n, np.int64)
+    j = 0
+    for r in range(n_runs):
+        for i in range(run_start[r], run_start[r] + run_len[r]):
+            rows[j] = i
+            allt[j] = buf_t[i]
+            j += 1
+    order = np.argsort(allt, kind="mergesort")
+    for j in range(n):
+        i = rows[order[j]]
+        out_t[j] = buf_t[i]
+        out_c[j] = buf_c[i]
+        for lv in range(nlev):
+            out_xy[j, lv] = buf_xy[i, lv]
+
+
 @dataclass
 class EngineResult:
     log: CommandLog
@@ -541,20 +646,31 @@ def run(spec: DramSpec, arrive: np.ndarray, is_write: np.ndarray, coords: np.nda
     if n and np.any(np.diff(arrive) < 0):
         raise ValueError("requests must be sorted by arrival cycle")
     done = np.full(n, -1, np.int64)
-    logs = []
     refresh_mode = {"none": 0, "all_bank": 1, "per_bank": 2}[refresh]
     end = 0
-    by_channel = np.argsort(coords[:, 0], kind="stable") if n else np.zeros(0, np.int64)
-    channels = coords[by_channel, 0] if n else np.zeros(0, np.int64)
+    ch_col = coords[:, 0]
+    if n and 0 <= ch_col.min() and ch_col.max() < (1 << 15):
+        ch_col = ch_col.astype(np.int16)     # numpy's stable sort of 16-bit keys is a radix sort (4x faster)
+    by_channel = np.argsort(ch_col, kind="stable") if n else np.zeros(0, np.int64)
+    channels = ch_col[by_channel] if n else np.zeros(0, np.int64)
     bounds = np.flatnonzero(np.diff(channels)) + 1
-    for sel in np.split(by_channel, bounds) if n else []:
+    groups = np.split(by_channel, bounds) if n else []
+    # one log buffer for every channel (each its slice: 4 commands a request and some slack; a channel
+    # that needs more gets a buffer of its own), merged by cycle at the end
+    caps = [4 * len(sel) + 1024 for sel in groups]
+    start = np.concatenate(([0], np.cumsum(caps))).astype(np.int64)
+    buf_t = np.empty(int(start[-1]), np.int64)
+    buf_c = np.empty(int(start[-1]), np.int16)      # the log's own types: no conversion afterwards
+    buf_xy = np.empty((int(start[-1]), nlev), np.int32)
+    run_start = start[:-1].copy()
+    run_len = np.zeros(len(groups), np.int64)
+    extra = []        # logs of channels that outgrew their slice: appended to the buffers at the end
+    for k, sel in enumerate(groups):
         ch = int(coords[sel[0], 0])
         sub = coords[sel]
-        cap = 4 * len(sel) + 1024
+        cap = caps[k]
+        out_t, out_c, out_xy = buf_t[start[k]:start[k + 1]], buf_c[start[k]:start[k + 1]], buf_xy[start[k]:start[k + 1]]
         while True:
-            out_t = np.empty(cap, np.int64)
-            out_c = np.empty(cap, np.int64)
-            out_xy = np.empty((cap, nlev), np.int64)
             d = np.full(len(sel), -1, np.int64)
             n_log, t_end = _run_channel(
                 arrive[sel], is_write[sel], sub[:, : B + 1], sub[:, B + 1], sub[:, B + 2], ch,
@@ -567,17 +683,20 @@ def run(spec: DramSpec, arrive: np.ndarray, is_write: np.ndarray, coords: np.nda
             if n_log >= 0:
                 break
             cap *= 2
+            out_t, out_c, out_xy = np.empty(cap, np.int64), np.empty(cap, np.int16), np.empty((cap, nlev), np.int32)
         done[sel] = d
-        logs.append((out_t[:n_log], out_c[:n_log], out_xy[:n_log]))
+        run_len[k] = n_log
+        if cap != caps[k]:
+            run_start[k] = int(start[-1]) + sum(len(e[0]) for e in extra)
+            extra.append((out_t[:n_log], out_c[:n_log], out_xy[:n_log]))
         end = max(end, int(d.max()) if len(d) else 0)
-    if logs:
-        t = np.concatenate([l[0] for l in logs])
-        c = np.concatenate([l[1] for l in logs])
-        xy = np.concatenate([l[2] for l in logs])
-        order = np.argsort(t, kind="stable")
-        log = CommandLog(t[order], c[order].astype(np.int16), xy[order].astype(np.int32))
-    else:
-        log = CommandLog.empty(nlev)
+    if extra:
+        buf_t = np.concatenate([buf_t] + [e[0] for e in extra])
+        buf_c = np.concatenate([buf_c] + [e[1] for e in extra])
+        buf_xy = np.concatenate([buf_xy] + [e[2] for e in extra])
+    total = int(run_len.sum())
+    log = CommandLog(np.empty(total, np.int64), np.empty(total, np.int16), np.empty((total, nlev), np.int32))
+    _merge_by_cycle(buf_t, buf_c, buf_xy, run_start, run_len, log.cycle, log.cmd, log.coords)
     return EngineResult(log=log, done_cycle=done, cycles=end)
 
 
@@ -1010,8 +1129,8 @@ def run_mixed(spec: DramSpec, program: list[tuple[str, dict[str, int]]], arrive:
     cap = 4 * (n + m) + 1024
     while True:
         out_t = np.empty(cap, np.int64)
-        out_c = np.empty(cap, np.int64)
-        out_xy = np.empty((cap, nlev), np.int64)
+        out_c = np.empty(cap, np.int16)
+        out_xy = np.empty((cap, nlev), np.int32)
         done = np.full(n, -1, np.int64)
         pim_t = np.full(m, -1, np.int64)
         n_log, _ = _run_channel(
@@ -1026,6 +1145,6 @@ def run_mixed(spec: DramSpec, program: list[tuple[str, dict[str, int]]], arrive:
         if n_log >= 0:
             break
         cap *= 2
-    log = CommandLog(out_t[:n_log], out_c[:n_log].astype(np.int16), out_xy[:n_log].astype(np.int32))
+    log = CommandLog(out_t[:n_log].copy(), out_c[:n_log].copy(), out_xy[:n_log].copy())
     end = int(done.max()) if n else 0
     return MixedResult(EngineResult(log, done, end), pim_t, int(pim_t.max()) + 1 if m else 0)

@@ -100,8 +100,10 @@ order.
 from __future__ import annotations
 
 import dataclasses
+import os
 import threading
 import weakref
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -272,7 +274,7 @@ def _raise_group_bounds(kt, tg_ptr, tg_idx, grp_row0, bpg, uact, upre, exact, n_
             kx2[ub] = max(kx2[ub], gp)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _run_fast(arrive, is_write, v_first, v_bank, v_row, v_writes, vnum, order, bounds, counts, level_offset, c_level, c_next, c_lat, c_window,
               c_sibling, by_prev_ptr, by_prev_idx, scope, roles, ref_level, timing, bank_nodes, common,
               cross0, iss_ptr0, iss_idx0, iss_lat0, w_ptr, w_base, w_len, w_cell, w_lat, hring0, tg_ptr, tg_idx,
@@ -1262,15 +1264,87 @@ def _scratch(n: int):
     return [b[:n] for b in buf]
 
 
+def _usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity where the OS reports one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:   # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _thread_count(threads: int | None) -> int:
+    """``threads`` as given, else ``LLMSIM_THREADS`` when set, else the usable cores."""
+    if threads is None:
+        env = os.environ.get("LLMSIM_THREADS", "").strip()
+        if env:
+            if not env.isdigit() or int(env) < 1:
+                raise ValueError(f"LLMSIM_THREADS: expected a whole number of threads >= 1, got {env!r}")
+            return int(env)
+        return _usable_cores()
+    if int(threads) < 1:
+        raise ValueError(f"threads: expected a whole number >= 1, got {threads!r}")
+    return int(threads)
+
+
+_POOL: ThreadPoolExecutor | None = None
+_POOL_SIZE = 0
+_POOL_LOCK = threading.Lock()
+
+
+def _pool(size: int) -> ThreadPoolExecutor:
+    """A thread pool kept between calls (starting threads costs more than a small run)."""
+    global _POOL, _POOL_SIZE
+    with _POOL_LOCK:
+        if _POOL is None or _POOL_SIZE < size:
+            if _POOL is not None:
+                _POOL.shutdown(wait=False)
+            _POOL = ThreadPoolExecutor(max_workers=size, thread_name_prefix="llmsim-fast")
+            _POOL_SIZE = size
+        return _POOL
+
+
+def _share_channels(work: np.ndarray, parts: int) -> list[np.ndarray]:
+    """Channels (those with ``work`` > 0) in ``parts`` sets of about equal work: longest first, each
+    to the least-loaded set (ties: the lowest set). Returns int8 masks [channels], one per
+    non-empty set."""
+    load = [0] * parts
+    masks = [np.zeros(len(work), np.int8) for _ in range(parts)]
+    for ch in sorted(np.flatnonzero(work > 0).tolist(), key=lambda c: (-int(work[c]), c)):
+        i = min(range(parts), key=lambda k: (load[k], k))
+        masks[i][ch] = 1
+        load[i] += int(work[ch])
+    return [m for m, w in zip(masks, load) if w > 0]
+
+
+def _in_threads(fn, masks: list[np.ndarray]) -> list:
+    """``fn(mask)`` for every mask: the first in this thread, the rest in the pool (the kernels
+    release the GIL; channels are independent and each call writes only its channels' ``done``)."""
+    if len(masks) == 1:
+        return [fn(masks[0])]
+    pool = _pool(len(masks) - 1)
+    futures = [pool.submit(fn, m) for m in masks[1:]]
+    first = fn(masks[0])
+    return [first] + [f.result() for f in futures]
+
+
 def run_fast(spec: DramSpec, arrive: np.ndarray, is_write: np.ndarray, coords: np.ndarray, queue_depth: int = 32,
-             page_policy: str = "open", refresh: str = "all_bank", one_burst: bool = True) -> FastResult:
+             page_policy: str = "open", refresh: str = "all_bank", one_burst: bool = True,
+             threads: int | None = None) -> FastResult:
     """Row-visit approximation of :func:`sim.memory.engine.run` (same arguments, no command log).
 
     ``done_cycle`` holds, per request, the model's cycle its data transfer ends (its column
     command's time plus CL/CWL and nBL); ``cycles`` is their maximum. ``one_burst`` (default) runs
     the channels whose visits are all one request in one direction through the smaller kernel of
     :mod:`sim.memory.fast_burst`; False sends every channel through the general loop.
+
+    ``threads``: channels are independent (each has its own command and data buses, banks and
+    timing state), so they are shared out over this many threads, each channel whole in one
+    thread; None takes ``LLMSIM_THREADS`` if set, else the cores this process may use. The results
+    are the same for every thread count, bit for bit (each channel's schedule is computed by the
+    same code from the same inputs; a test holds it). Use 1 inside a process pool that already
+    fills the cores.
     """
+    n_threads = _thread_count(threads)
     tab, bank_nodes, common, cross, issue, touched, n_rp, n_rfcpb, n_rcd = _tables(spec)
     arrive = np.asarray(arrive, np.int64)
     is_write = np.asarray(is_write, np.bool_)
@@ -1302,12 +1376,15 @@ def run_fast(spec: DramSpec, arrive: np.ndarray, is_write: np.ndarray, coords: n
                                             page_policy == "closed", vnum)
     else:
         use = np.zeros(len(vnum), np.int8)
+    per_ch = np.diff(bounds)
     end1 = 0
     if use.any():
-        end1 = fast_burst.run_one_burst(arrive, is_write, key, order, bounds, use, tab.counts, tab.level_offset,
-                                        tab.scope, tab.roles, tab.ref_level, tab.timing, bank_nodes, *issue,
-                                        *touched, n_rp, n_rfcpb, int(queue_depth),
-                                        page_policy == "closed", refresh_mode, done)
+        def burst(mask):
+            return fast_burst.run_one_burst(arrive, is_write, key, order, bounds, mask, tab.counts, tab.level_offset,
+                                            tab.scope, tab.roles, tab.ref_level, tab.timing, bank_nodes, *issue,
+                                            *touched, n_rp, n_rfcpb, int(queue_depth),
+                                            page_policy == "closed", refresh_mode, done)
+        end1 = max(_in_threads(burst, _share_channels(per_ch * (use != 0), n_threads)))
     end, visits = 0, 0
     if not use.all():
         # channels with both directions run bus-exact (see _run_fast): the tables with the command buses
@@ -1316,10 +1393,17 @@ def run_fast(spec: DramSpec, arrive: np.ndarray, is_write: np.ndarray, coords: n
             _, _, _, cross1, issue1, _, _, _, _ = _tables(spec, True)
             issue1 = _issue_lists(spec, issue1, n_cmds, r, refresh_mode, has_writes, True)[:3]
         _form_visits(key, bounds, use, vs, vb, vr, vw, vnum)
-        end, visits = _run_fast(arrive, is_write, vs, vb, vr, vw, vnum, order, bounds, tab.counts, tab.level_offset,
-                                tab.c_level, tab.c_next, tab.c_lat, tab.c_window, tab.c_sibling, tab.by_prev_ptr,
-                                tab.by_prev_idx, tab.scope, tab.roles, tab.ref_level, tab.timing, bank_nodes, common,
-                                cross, *issue, *touched, cross1, *issue1, n_rp, n_rfcpb, n_rcd, int(queue_depth),
-                                page_policy == "closed", refresh_mode, has_writes, use, done)
+
+        def general(mask):
+            return _run_fast(arrive, is_write, vs, vb, vr, vw, vnum, order, bounds, tab.counts, tab.level_offset,
+                             tab.c_level, tab.c_next, tab.c_lat, tab.c_window, tab.c_sibling, tab.by_prev_ptr,
+                             tab.by_prev_idx, tab.scope, tab.roles, tab.ref_level, tab.timing, bank_nodes, common,
+                             cross, *issue, *touched, cross1, *issue1, n_rp, n_rfcpb, n_rcd, int(queue_depth),
+                             page_policy == "closed", refresh_mode, has_writes, np.int8(1) - mask, done)
+        # the general loop's work: about a row event per visit and a column run per few requests
+        parts = _share_channels((4 * vnum + per_ch) * (use == 0), n_threads)
+        outs = _in_threads(general, parts) if parts else [(0, 0)]
+        end = max(o[0] for o in outs)
+        visits = sum(int(o[1]) for o in outs)
     visits += int(vnum[use != 0].sum())
     return FastResult(cycles=int(max(end, end1)), done_cycle=done, row_visits=int(visits))

@@ -119,7 +119,7 @@ def _raise_groups(kt, tg_ptr, tg_idx, grp_row0, bpg, act, pre, n_rp, ready, kk, 
             kk[ub] = max(k, bnd | (k & _VMASK))
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def run_one_burst(arrive, is_write, key, order, bounds, use, counts, level_offset, scope, roles,
                   ref_level, timing, bank_nodes, iss_ptr, iss_idx, iss_lat, w_ptr, w_base, w_len, w_cell, w_lat,
                   hring0, tg_ptr, tg_idx, n_rp, n_rfcpb, queue_depth, closed_page, refresh_mode, done):
