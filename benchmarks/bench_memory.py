@@ -52,15 +52,15 @@ def main() -> None:
 
 def fast_mode() -> None:
     """Row-granularity fast mode (sim.memory.fast.run_fast) against the engine on the same requests
-    (all-bank refresh, queue depth 32): seconds (warm-up, best of 3), speed-up and the cycles error.
-    Target: >= 20x. Seven runs in one session on the 2-core VM gave: 400k stream 30-33x (fast
-    6.0-6.4 ms); strided / random 200k (one-burst channels: sim.memory.fast_burst's kernel)
-    17.0-19.6x / 19.3-21.4x (fast 12.8-14.7 / 13.5-15.5 ms): strided below the target, random at
-    it in most runs, not all; best of 3 on this VM moves the fast mode by up to 15% between runs.
-    See docs/memory.md."""
-    from sim.memory.fast import run_fast
+    (all-bank refresh, queue depth 32): seconds (warm-up, best of 3) of the engine (one core), of
+    the fast mode on one thread and on its default thread count (the usable cores, or
+    LLMSIM_THREADS), speed-ups and the cycles error. Target: >= 20x. Figures and their spread over
+    runs: docs/memory.md."""
+    from sim.memory.fast import _thread_count, run_fast
 
-    print(f"{'fast mode against engine':<36} {'engine s':>9} {'fast s':>8} {'speed-up':>8} {'cycles err':>10}")
+    n_thr = _thread_count(None)
+    print(f"{'fast mode against engine':<32} {'engine s':>9} {'fast s 1 thr':>12} {'speed-up':>8} "
+          f"{f'fast s {n_thr} thr':>12} {'speed-up':>8} {'cycles err':>10}")
     for preset, pattern, n, wf in (("hbm2-neupims", "stream", 400_000, 0.0), ("hbm2-neupims", "stream", 200_000, 0.3),
                                    ("hbm2-neupims", "strided", 200_000, 0.0), ("hbm2-neupims", "random", 200_000, 0.0),
                                    ("hbm3-6400", "stream", 200_000, 0.0)):
@@ -69,10 +69,12 @@ def fast_mode() -> None:
         arrive, is_write, addrs = requests(mp, pattern, n, seed=0, write_fraction=wf, burst_bytes=hw.burst_bytes)
         xy = mp.decode_many(addrs)
         eng, te = timed(lambda: run(spec, arrive, is_write, xy))
-        fast, tf = timed(lambda: run_fast(spec, arrive, is_write, xy))
+        fast, t1 = timed(lambda: run_fast(spec, arrive, is_write, xy, threads=1))
+        _, tn = timed(lambda: run_fast(spec, arrive, is_write, xy, threads=n_thr))
         label = f"{preset} {pattern} {n // 1000}k" + (f" {wf:.0%} wr" if wf else "")
         err = (fast.cycles - eng.cycles) / eng.cycles
-        print(f"{label:<36} {te:>9.4f} {tf:>8.4f} {te / tf:>7.1f}x {err:>+10.2%}")
+        print(f"{label:<32} {te:>9.4f} {t1:>12.4f} {te / t1:>7.1f}x {tn:>12.4f} {te / tn:>7.1f}x {err:>+10.2%}")
+
 
 def attention_batch(n: int):
     """KV lengths and channels of a decode batch: the NeuPIMs ShareGPT trace when ../shared/data has
