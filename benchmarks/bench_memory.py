@@ -52,7 +52,7 @@ def main() -> None:
 
 def fast_mode() -> None:
     """Row-granularity fast mode (sim.memory.fast.run_fast) against the engine on the same requests
-    (all-bank refresh, queue depth 32): seconds (warm-up, best of 3) of the engine (one core), of
+    (all-bank refresh, queue depth 32): seconds (warm-up, best of 5) of the engine (one core), of
     the fast mode on one thread and on its default thread count (the usable cores, or
     LLMSIM_THREADS), speed-ups and the cycles error. Target: >= 20x. Figures and their spread over
     runs: docs/memory.md."""
@@ -68,9 +68,9 @@ def fast_mode() -> None:
         spec, mp = hw.spec(), hw.mapping()
         arrive, is_write, addrs = requests(mp, pattern, n, seed=0, write_fraction=wf, burst_bytes=hw.burst_bytes)
         xy = mp.decode_many(addrs)
-        eng, te = timed(lambda: run(spec, arrive, is_write, xy))
-        fast, t1 = timed(lambda: run_fast(spec, arrive, is_write, xy, threads=1))
-        _, tn = timed(lambda: run_fast(spec, arrive, is_write, xy, threads=n_thr))
+        eng, te = timed(lambda: run(spec, arrive, is_write, xy), repeat=5)
+        fast, t1 = timed(lambda: run_fast(spec, arrive, is_write, xy, threads=1), repeat=5)
+        _, tn = timed(lambda: run_fast(spec, arrive, is_write, xy, threads=n_thr), repeat=5)
         label = f"{preset} {pattern} {n // 1000}k" + (f" {wf:.0%} wr" if wf else "")
         err = (fast.cycles - eng.cycles) / eng.cycles
         print(f"{label:<32} {te:>9.4f} {t1:>12.4f} {te / t1:>7.1f}x {tn:>12.4f} {te / tn:>7.1f}x {err:>+10.2%}")

@@ -167,7 +167,7 @@ def _split_channels(is_write, coords, counts, cnt, order, key):
     return (bad >> 32) == 0
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _form_visits(key, cnt, skip, vs, vb, vr, vw, vnum):
     """Each channel's row visits (runs of consecutive requests to one bank and row), from its start
     offset in ``cnt``: first request (channel-relative), flat bank, row, writes; and their number
@@ -1392,16 +1392,17 @@ def run_fast(spec: DramSpec, arrive: np.ndarray, is_write: np.ndarray, coords: n
         if has_writes and not is_write.all():
             _, _, _, cross1, issue1, _, _, _, _ = _tables(spec, True)
             issue1 = _issue_lists(spec, issue1, n_cmds, r, refresh_mode, has_writes, True)[:3]
-        _form_visits(key, bounds, use, vs, vb, vr, vw, vnum)
 
         def general(mask):
+            # each thread forms its own channels' row visits (their slots of vs .. vw, vnum), then runs them
+            skip = np.int8(1) - mask
+            _form_visits(key, bounds, skip, vs, vb, vr, vw, vnum)
             return _run_fast(arrive, is_write, vs, vb, vr, vw, vnum, order, bounds, tab.counts, tab.level_offset,
                              tab.c_level, tab.c_next, tab.c_lat, tab.c_window, tab.c_sibling, tab.by_prev_ptr,
                              tab.by_prev_idx, tab.scope, tab.roles, tab.ref_level, tab.timing, bank_nodes, common,
                              cross, *issue, *touched, cross1, *issue1, n_rp, n_rfcpb, n_rcd, int(queue_depth),
-                             page_policy == "closed", refresh_mode, has_writes, np.int8(1) - mask, done)
-        # the general loop's work: about a row event per visit and a column run per few requests
-        parts = _share_channels((4 * vnum + per_ch) * (use == 0), n_threads)
+                             page_policy == "closed", refresh_mode, has_writes, skip, done)
+        parts = _share_channels(per_ch * (use == 0), n_threads)   # work: about the channel's requests
         outs = _in_threads(general, parts) if parts else [(0, 0)]
         end = max(o[0] for o in outs)
         visits = sum(int(o[1]) for o in outs)
