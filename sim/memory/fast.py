@@ -82,6 +82,12 @@ read or a write goes first and the turnaround moves every later command; without
 random traffic with 10-70% writes came out 2-15% fast. With open pages these channels reproduce the
 engine's done cycles exactly (every request, on all 360 write-mix cases tried; see docs/memory.md).
 
+Channels share nothing (each its own buses, banks and timing state), so :func:`run_fast` shares
+them out over threads, each channel whole to one thread (the kernels release the GIL and write
+only their channels' outputs): the same results for every thread count, bit for bit. The split by
+channel stays on one thread (split in halves it ran faster, but the kernels then read the other
+core's freshly written half and lost more than it gained).
+
 What is approximate (against :func:`sim.memory.engine.run`): requests to a row that are not
 consecutive in a channel's arrival order form separate visits (a later one is a row hit if the
 row is still open), and a younger visit to a bank waits for the older ones (the engine lets a
