@@ -210,3 +210,37 @@ def test_channels_are_shared_out_by_work():
     assert sorted(loads) == [11, 13]                       # longest first, each to the lighter set
     assert sum(int(m.sum()) for m in masks) == 5          # every channel with work, once; channel 1 none
     assert _share_channels(np.array([0, 0]), 4) == []
+
+
+def test_fast_mode_from_several_threads_at_once(monkeypatch):
+    # callers on several threads share the pool; one that grows it must not shut down the pool
+    # another caller got a moment earlier and is about to submit to (that interleaving, made
+    # deterministic here, failed 61 times in 1600 racing calls before)
+    import threading
+
+    from sim.memory import fast
+
+    monkeypatch.setattr(fast, "_POOL", None)
+    monkeypatch.setattr(fast, "_POOL_SIZE", 0)
+    earlier = fast._pool(1)
+    fast._pool(4)
+    assert earlier.submit(lambda: 7).result() == 7
+    spec, arrive, is_write, xy = _case("hbm2-neupims", "stream", 2_000)
+    want = run_fast(spec, arrive, is_write, xy, threads=1)
+    errors, results = [], []
+    barrier = threading.Barrier(6)
+
+    def call(k):
+        barrier.wait()
+        try:
+            results.append(run_fast(spec, arrive, is_write, xy, threads=k).done_cycle)
+        except Exception as e:   # noqa: BLE001 -- collected and reported below
+            errors.append(repr(e))
+
+    workers = [threading.Thread(target=call, args=(k,)) for k in range(2, 8)]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join()
+    assert errors == []
+    assert len(results) == 6 and all(np.array_equal(r, want.done_cycle) for r in results)

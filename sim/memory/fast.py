@@ -109,7 +109,7 @@ import dataclasses
 import os
 import threading
 import weakref
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 import numpy as np
@@ -1302,8 +1302,8 @@ def _pool(size: int) -> ThreadPoolExecutor:
     global _POOL, _POOL_SIZE
     with _POOL_LOCK:
         if _POOL is None or _POOL_SIZE < size:
-            if _POOL is not None:
-                _POOL.shutdown(wait=False)
+            # a bigger pool replaces the old one without shutting it down: another caller may be
+            # about to submit to it (its idle threads end once it is garbage-collected)
             _POOL = ThreadPoolExecutor(max_workers=size, thread_name_prefix="llmsim-fast")
             _POOL_SIZE = size
         return _POOL
@@ -1324,12 +1324,17 @@ def _share_channels(work: np.ndarray, parts: int) -> list[np.ndarray]:
 
 def _in_threads(fn, masks: list[np.ndarray]) -> list:
     """``fn(mask)`` for every mask: the first in this thread, the rest in the pool (the kernels
-    release the GIL; channels are independent and each call writes only its channels' ``done``)."""
+    release the GIL; channels are independent and each call writes only its channels' outputs)."""
     if len(masks) == 1:
         return [fn(masks[0])]
     pool = _pool(len(masks) - 1)
     futures = [pool.submit(fn, m) for m in masks[1:]]
-    first = fn(masks[0])
+    try:
+        first = fn(masks[0])
+    finally:
+        # every job has ended before this returns or raises: none still writes into the caller's
+        # outputs or its reusable scratch
+        wait(futures)
     return [first] + [f.result() for f in futures]
 
 
