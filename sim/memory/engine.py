@@ -160,21 +160,11 @@ def _earliest(cmd, coords, counts, level_offset, scope, ready):
 
 
 @njit(cache=True)
-def _earliest_at(cmd, node_row, level_offset, scope, ready):
-    """``_earliest`` with the request's node index per level precomputed."""
-    t = np.int64(0)
-    for lv in range(scope[cmd] + 1):
-        r = ready[level_offset[lv] + node_row[lv], cmd]
-        if r > t:
-            t = r
-    return t
-
-
-@njit(cache=True)
 def _earliest_below(cmd, node_row, level_offset, scope, ready, cap):
-    """``_earliest_at``, but it stops as soon as a level's ready time reaches ``cap``: the exact
-    earliest cycle when it is below ``cap``, else some value >= ``cap`` (the controller's scans
-    only need the earliest cycle of a candidate that could go before the next event)."""
+    """First cycle ``cmd`` to the node indices ``node_row`` (one per level) satisfies every
+    constraint recorded so far, when that is below ``cap``; else some value >= ``cap``: it stops at
+    the first level whose ready time reaches ``cap`` (the controller's scans only need the earliest
+    cycle of a candidate that could go before the next event)."""
     t = np.int64(0)
     for lv in range(scope[cmd] + 1):
         r = ready[level_offset[lv] + node_row[lv], cmd]
