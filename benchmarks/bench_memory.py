@@ -56,9 +56,10 @@ def fast_mode() -> None:
     the fast mode on one thread and on its default thread count (the usable cores, or
     LLMSIM_THREADS), speed-ups and the cycles error. Target: >= 20x. Figures and their spread over
     runs: docs/memory.md."""
-    from sim.memory.fast import _thread_count, run_fast
+    from sim.threads import thread_count
+    from sim.memory.fast import run_fast
 
-    n_thr = _thread_count(None)
+    n_thr = thread_count()
     print(f"{'fast mode against engine':<32} {'engine s':>9} {'fast s 1 thr':>12} {'speed-up':>8} "
           f"{f'fast s {n_thr} thr':>12} {'speed-up':>8} {'cycles err':>10}")
     for preset, pattern, n, wf in (("hbm2-neupims", "stream", 400_000, 0.0), ("hbm2-neupims", "stream", 200_000, 0.3),

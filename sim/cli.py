@@ -804,6 +804,9 @@ def techniques(model, systems, batches, seq_len, techniques, layers, gpu_name, o
 
 def main() -> None:
     try:
+        from sim.threads import thread_count
+
+        thread_count()   # a bad LLMSIM_THREADS: one line now, not halfway through a command's output
         cli.main(standalone_mode=False)
     except LlmsimError as exc:
         click.echo(f"llmsim: error: {exc}", err=True)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from sim.config import load_hw
+from sim.errors import LlmsimError
 from sim.memory.engine import run
 from sim.memory.fast import run_fast
 from sim.memory.workloads import requests
@@ -196,7 +197,7 @@ def test_fast_thread_count_is_checked(monkeypatch):
     with pytest.raises(ValueError, match="threads"):
         run_fast(spec, arrive, is_write, xy, threads=0)
     monkeypatch.setenv("LLMSIM_THREADS", "two")
-    with pytest.raises(ValueError, match="LLMSIM_THREADS"):
+    with pytest.raises(LlmsimError, match="LLMSIM_THREADS"):
         run_fast(spec, arrive, is_write, xy)
     monkeypatch.setenv("LLMSIM_THREADS", "3")
     assert run_fast(spec, arrive, is_write, xy).cycles == run_fast(spec, arrive, is_write, xy, threads=1).cycles
@@ -244,3 +245,11 @@ def test_fast_mode_from_several_threads_at_once(monkeypatch):
         t.join()
     assert errors == []
     assert len(results) == 6 and all(np.array_equal(r, want.done_cycle) for r in results)
+
+
+def test_a_bad_thread_count_in_the_environment_is_a_one_line_error(monkeypatch):
+    # checked when the CLI starts, so no command prints half its output first
+    from tests.helpers import assert_one_line_error, run_cli
+
+    monkeypatch.setenv("LLMSIM_THREADS", "0")
+    assert_one_line_error(run_cli("validate", "memory", "--quick"), "LLMSIM_THREADS", "whole number")

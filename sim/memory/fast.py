@@ -106,7 +106,6 @@ order.
 from __future__ import annotations
 
 import dataclasses
-import os
 import threading
 import weakref
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -115,6 +114,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
+from sim.threads import thread_count
 from sim.memory.engine import _earliest, build_tables, command_roles
 from sim.memory.standard import Constraint, DramSpec
 
@@ -1270,28 +1270,6 @@ def _scratch(n: int):
     return [b[:n] for b in buf]
 
 
-def _usable_cores() -> int:
-    """Cores this process may run on (its CPU affinity where the OS reports one)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:   # not on Linux
-        return max(1, os.cpu_count() or 1)
-
-
-def _thread_count(threads: int | None) -> int:
-    """``threads`` as given, else ``LLMSIM_THREADS`` when set, else the usable cores."""
-    if threads is None:
-        env = os.environ.get("LLMSIM_THREADS", "").strip()
-        if env:
-            if not env.isdigit() or int(env) < 1:
-                raise ValueError(f"LLMSIM_THREADS: expected a whole number of threads >= 1, got {env!r}")
-            return int(env)
-        return _usable_cores()
-    if int(threads) < 1:
-        raise ValueError(f"threads: expected a whole number >= 1, got {threads!r}")
-    return int(threads)
-
-
 _POOL: ThreadPoolExecutor | None = None
 _POOL_SIZE = 0
 _POOL_LOCK = threading.Lock()
@@ -1355,7 +1333,7 @@ def run_fast(spec: DramSpec, arrive: np.ndarray, is_write: np.ndarray, coords: n
     same code from the same inputs; a test holds it). Use 1 inside a process pool that already
     fills the cores.
     """
-    n_threads = _thread_count(threads)
+    n_threads = thread_count(threads)
     tab, bank_nodes, common, cross, issue, touched, n_rp, n_rfcpb, n_rcd = _tables(spec)
     arrive = np.asarray(arrive, np.int64)
     is_write = np.asarray(is_write, np.bool_)
