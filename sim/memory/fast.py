@@ -264,6 +264,32 @@ def _drop_active(v, act_list, n_act):
 
 
 @njit(cache=True, inline="always")
+def _node_coords(idx, top, counts, out):
+    """Coordinates (levels 1 .. ``top``) of node ``idx`` of level ``top`` within a channel, into
+    ``out``; level 0 (the channel) 0, as the ready table's channel-relative rows take it."""
+    for lv in range(top, 0, -1):
+        out[lv] = idx % counts[lv]
+        idx //= counts[lv]
+    out[0] = 0
+
+
+@njit(cache=True, inline="always")
+def _all_bank_refresh_now(any_open, tr, first_bank, node_xy, prea, refab, counts, level_offset, scope, ready,
+                          n_banks, iss_ptr, iss_idx, iss_lat, w_ptr, w_base, w_len, w_cell, w_lat, readyf, hring):
+    """An all-bank refresh in one step from cycle ``tr`` (channels of one direction): PREA if a row
+    of the node (``node_xy``, its first bank ``first_bank``) was open, then REFab, each at the first
+    cycle the table allows."""
+    if any_open:
+        e = max(tr, _earliest(prea, node_xy, counts, level_offset, scope, ready))
+        _issue_at(prea, first_bank, e, n_banks, iss_ptr, iss_idx, iss_lat, w_ptr, w_base, w_len, w_cell, w_lat,
+                  readyf, hring)
+        tr = e + 1
+    e = max(tr, _earliest(refab, node_xy, counts, level_offset, scope, ready))
+    _issue_at(refab, first_bank, e, n_banks, iss_ptr, iss_idx, iss_lat, w_ptr, w_base, w_len, w_cell, w_lat,
+              readyf, hring)
+
+
+@njit(cache=True, inline="always")
 def _raise_group_bounds(kt, tg_ptr, tg_idx, grp_row0, bpg, uact, upre, exact, n_rp, ready, kx1, kx2):
     """After an issue (``kt`` = command * banks + bank): raise the ACT bound (``kx1``) and the
     conflict bound (``kx2``: PRE + nRP, or the PRE cell alone when PREs are events of their own,
@@ -644,15 +670,16 @@ def _run_fast(arrive, is_write, v_first, v_bank, v_row, v_writes, vnum, order, b
                         tref = next_ref[r]
                         rn = r
             if tref <= re and tref <= cc:
-                rem = rn
-                for lv in range(ref_level, 0, -1):
-                    tmp[lv] = rem % counts[lv]
-                    rem //= counts[lv]
-                tmp[0] = 0
+                _node_coords(rn, ref_level, counts, tmp)
                 first_bank = rn * banks_per_ref
                 tr = tref
-                if refresh_mode == 1 and not exact:
-                    # in one step at its due cycle: PREA if a row is open, then REFab
+                if refresh_mode == 1 and (not exact or rstage[rn] == 0):
+                    # all-bank, due: the node's banks lose their rows to their visits. In one step
+                    # (one direction): PREA if a row was open, then REFab, at its due cycle. Bus-exact,
+                    # in stages, as per-bank below: the banks take no new ACT (their ACT cells parked
+                    # at _BIG); then PREA if a row was open, then REFab, which restores the ACT cells
+                    # (and raises them: nRFC). Placed at the due cycle in one step, they raised the
+                    # rank's cells (and the row bus's) ahead of ACTs not yet issued
                     any_open = False
                     for bb in range(first_bank, first_bank + banks_per_ref):
                         if bank_act[bb] != -1:
@@ -662,45 +689,24 @@ def _run_fast(arrive, is_write, v_first, v_bank, v_row, v_writes, vnum, order, b
                         if open_row[bb] != -1:
                             any_open = True
                             open_row[bb] = -1
+                        if exact:
+                            rowb = level_offset[B] + bb
+                            bsave[bb] = ready[rowb, act]
+                            ready[rowb, act] = _BIG
                         if not inpend[bb]:  # its row-event key is brought up to date at the next pick
                             inpend[bb] = True
                             pend[n_pend] = bb
                             n_pend += 1
-                    if any_open:
-                        e = max(tr, _earliest(prea, tmp, counts, level_offset, scope, ready))
-                        _issue_at(prea, first_bank, e, n_banks, iss_ptr, iss_idx, iss_lat, w_ptr, w_base, w_len,
-                                  w_cell, w_lat, readyf, hring)
-                        tr = e + 1
-                    e = max(tr, _earliest(refab, tmp, counts, level_offset, scope, ready))
-                    _issue_at(refab, first_bank, e, n_banks, iss_ptr, iss_idx, iss_lat, w_ptr, w_base, w_len,
-                              w_cell, w_lat, readyf, hring)
-                    next_ref[rn] += n_refi
-                elif refresh_mode == 1:
-                    # bus-exact, in stages, as per-bank below: when due, the node's banks take no new
-                    # ACT (their ACT cells parked at _BIG) and their rows are lost to their visits;
-                    # then PREA if a row was open, then REFab, which restores the ACT cells (and
-                    # raises them: nRFC). Placed at the due cycle in one step, they raised the rank's
-                    # cells (and the row bus's) ahead of ACTs not yet issued
-                    if rstage[rn] == 0:
-                        any_open = False
-                        for bb in range(first_bank, first_bank + banks_per_ref):
-                            if bank_act[bb] != -1:
-                                vstate[bank_act[bb]] = 0
-                                n_act = _drop_active(bank_act[bb], act_list, n_act)
-                                bank_act[bb] = -1
-                            if open_row[bb] != -1:
-                                any_open = True
-                                open_row[bb] = -1
-                            rowb = level_offset[B] + bb
-                            bsave[bb] = ready[rowb, act]
-                            ready[rowb, act] = _BIG
-                            if not inpend[bb]:  # its row-event key is brought up to date at the next pick
-                                inpend[bb] = True
-                                pend[n_pend] = bb
-                                n_pend += 1
+                    if exact:
                         rstage[rn] = 1 if any_open else 2
                         dirty = True
                         continue
+                    _all_bank_refresh_now(any_open, tr, first_bank, tmp, prea, refab, counts, level_offset, scope,
+                                          ready, n_banks, iss_ptr, iss_idx, iss_lat, w_ptr, w_base, w_len, w_cell,
+                                          w_lat, readyf, hring)
+                    next_ref[rn] += n_refi
+                elif refresh_mode == 1:
+                    # bus-exact, its PREA / REFab stage (see above)
                     cmd = prea if rstage[rn] == 1 else refab
                     e = max(tref, _earliest(cmd, tmp, counts, level_offset, scope, ready))
                     if e > tref:       # pushed back by commands issued since: wait for its turn
@@ -726,15 +732,13 @@ def _run_fast(arrive, is_write, v_first, v_bank, v_row, v_writes, vnum, order, b
                     # engine slots REFpb into gaps between the other banks' ACTs, so its spacing to
                     # them (nRREFD, tRRD) rarely costs a cycle in one direction
                     bb = first_bank + ref_bank[rn]
-                    rem = bb
-                    for lv in range(B, 0, -1):
-                        bank_xy[lv] = rem % counts[lv]
-                        rem //= counts[lv]
-                    bank_xy[0] = 0
                     if bank_act[bb] != -1:
                         vstate[bank_act[bb]] = 0
                         n_act = _drop_active(bank_act[bb], act_list, n_act)
                         bank_act[bb] = -1
+                    # written out here and in fast_burst.py: as an inlined helper with these array
+                    # arguments it made per-bank runs 10-35% slower (numba's reference counting)
+                    _node_coords(bb, B, counts, bank_xy)
                     if open_row[bb] != -1:
                         e = max(tr, _earliest(pre, bank_xy, counts, level_offset, scope, ready))
                         _issue_at(pre, bb, e, n_banks, iss_ptr, iss_idx, iss_lat, w_ptr, w_base, w_len, w_cell, w_lat,
@@ -760,11 +764,7 @@ def _run_fast(arrive, is_write, v_first, v_bank, v_row, v_writes, vnum, order, b
                     # at the due cycle in one step raised the rank's ACT cells ahead of ACTs not yet
                     # issued (6-12% slow)
                     bb = first_bank + ref_bank[rn]
-                    rem = bb
-                    for lv in range(B, 0, -1):
-                        bank_xy[lv] = rem % counts[lv]
-                        rem //= counts[lv]
-                    bank_xy[0] = 0
+                    _node_coords(bb, B, counts, bank_xy)
                     rowb = level_offset[B] + bb
                     if rstage[rn] == 0:
                         if bank_act[bb] != -1:

@@ -43,7 +43,9 @@ import numpy as np
 from numba import njit
 
 from sim.memory.engine import _earliest
-from sim.memory.fast import _KEY_SHIFT, _issue_at   # fast.py imports this module lazily, inside run_fast
+
+# fast.py imports this module lazily, inside run_fast
+from sim.memory.fast import _KEY_SHIFT, _all_bank_refresh_now, _issue_at, _node_coords
 
 _BIG = np.int64(1) << 60
 _VMASK = (np.int64(1) << 24) - 1       # the head's visit index in a key (cycle << 24 | visit)
@@ -330,42 +332,30 @@ def run_one_burst(arrive, is_write, key, order, bounds, use, counts, level_offse
             rb_ = b_ref[b]      # the refresh node of the head's bank: is a refresh of its bank due by c?
             takes = next_ref[rb_] <= c and (refresh_mode == 1 or b == rb_ * banks_per_ref + ref_bank[rb_])
             if tref <= re or takes:
-                rem = rn
-                for lv in range(ref_level, 0, -1):
-                    tmp[lv] = rem % counts[lv]
-                    rem //= counts[lv]
-                tmp[0] = 0
                 first_bank = rn * banks_per_ref
-                tr = tref
                 if refresh_mode == 1:
+                    _node_coords(rn, ref_level, counts, tmp)
                     any_open = False
                     for bb in range(first_bank, first_bank + banks_per_ref):
                         if open_row[bb] != -1:
                             any_open = True
                             open_row[bb] = -1
-                    if any_open:
-                        e = max(tr, _earliest(prea, tmp, counts, level_offset, scope, ready))
-                        _issue_at(prea, first_bank, e, n_banks, iss_ptr, iss_idx, iss_lat, w_ptr, w_base, w_len,
-                                  w_cell, w_lat, readyf, hring)
-                        tr = e + 1
-                    e = max(tr, _earliest(refab, tmp, counts, level_offset, scope, ready))
-                    _issue_at(refab, first_bank, e, n_banks, iss_ptr, iss_idx, iss_lat, w_ptr, w_base, w_len,
-                              w_cell, w_lat, readyf, hring)
+                    _all_bank_refresh_now(any_open, tref, first_bank, tmp, prea, refab, counts, level_offset, scope,
+                                          ready, n_banks, iss_ptr, iss_idx, iss_lat, w_ptr, w_base, w_len, w_cell,
+                                          w_lat, readyf, hring)
                     next_ref[rn] += n_refi
                 else:
+                    # PRE if open, then REFpb charged to its own bank only, as in fast.py's one-step
+                    # per-bank refresh (written out in both: see there)
                     bb = first_bank + ref_bank[rn]
-                    rem = bb
-                    for lv in range(B, 0, -1):
-                        bank_xy[lv] = rem % counts[lv]
-                        rem //= counts[lv]
-                    bank_xy[0] = 0
+                    tr = tref
+                    _node_coords(bb, B, counts, bank_xy)
                     if open_row[bb] != -1:
                         e = max(tr, _earliest(pre, bank_xy, counts, level_offset, scope, ready))
                         _issue_at(pre, bb, e, n_banks, iss_ptr, iss_idx, iss_lat, w_ptr, w_base, w_len, w_cell,
                                   w_lat, readyf, hring)
                         open_row[bb] = -1
                         tr = e + 1
-                    # charged to its own bank only (see fast.py)
                     rowb = level_offset[B] + bb
                     e = max(tr, ready[rowb, refpb])
                     if e + n_rfcpb > ready[rowb, act]:
